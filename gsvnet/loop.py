@@ -1,0 +1,67 @@
+"""The keyframe / propagation schedule, independent of what executes the steps.
+
+Anything with ``keyframe_step``, ``propagation_step`` and ``labels`` (the PyTorch ``GSVNet``, or a
+runtime backend running ONNX graphs or TensorRT engines) can be driven by ``KeyframeScheduler``.
+Frames go in one at a time and labels come out one at a time; only the previous step's state is
+kept, so memory does not grow with the length of the video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, Iterable, Iterator, Protocol, TypeVar
+
+import torch
+
+State = TypeVar("State")
+Frames = Any  # a batch of uint8 RGB frames [N,H,W,3] in the stepper's array type
+Labels = Any  # uint8 [N,H,W] in the stepper's array type
+
+
+class Stepper(Protocol[State]):
+    def keyframe_step(self, frames: Frames) -> State: ...
+    def propagation_step(self, state: State, frames: Frames) -> State: ...
+    def labels(self, state: State, size: tuple[int, int]) -> Labels: ...
+
+
+@dataclass
+class StepResult:
+    index: int
+    keyframe: bool
+    labels: Labels
+
+
+class KeyframeScheduler(Generic[State]):
+    """Keyframes at 0, l, 2l, ...; propagation on the frames between."""
+
+    def __init__(self, stepper: Stepper[State], interval: int, label_size: tuple[int, int] | None = None) -> None:
+        if interval < 1:
+            raise ValueError(f"keyframe interval must be >= 1, got {interval}")
+        self.stepper = stepper
+        self.interval = interval
+        self.label_size = label_size
+
+    def is_keyframe(self, index: int) -> bool:
+        return index % self.interval == 0
+
+    def run(self, frames: Iterable[Frames]) -> Iterator[StepResult]:
+        state: State | None = None
+        for index, batch in enumerate(frames):
+            key = state is None or self.is_keyframe(index)
+            state = self.stepper.keyframe_step(batch) if key else self.stepper.propagation_step(state, batch)
+            size = self.label_size or tuple(batch.shape[1:3])
+            yield StepResult(index, key, self.stepper.labels(state, size))
+
+
+def segment_frames(model: Stepper, frames: Iterable[torch.Tensor], interval: int,
+                   label_size: tuple[int, int] | None = None) -> Iterator[StepResult]:
+    """Run a PyTorch stepper (e.g. ``GSVNet``) over frames without building autograd history."""
+    scheduler = KeyframeScheduler(model, interval, label_size)
+    iterator = scheduler.run(frames)
+    while True:
+        with torch.inference_mode():
+            try:
+                result = next(iterator)
+            except StopIteration:
+                return
+        yield result

@@ -1,0 +1,156 @@
+"""Reference implementations of GSVNet's custom operations.
+
+These functions are the contract that every backend (ONNX decomposition, CUDA kernels,
+TensorRT plugins) is tested against. Their exact semantics are written down in
+``plugins/SPEC.md``; the docstrings here repeat the essentials.
+
+All ops work on NCHW tensors on the 1/8 grid (``h = H/8``, ``w = W/8`` of the engine frame).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: Added to the sum of the guiding weights before dividing (see ``chunk_filter``).
+WEIGHT_EPS = 1e-6
+
+
+def num_shifts(radius: int) -> int:
+    """Number of ideal-delay candidates K = (2r+1)^2 for a propagation radius r."""
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    return (2 * radius + 1) ** 2
+
+
+def shift_offsets(radius: int) -> list[tuple[int, int]]:
+    """(dy, dx) of candidate k, row-major over dy, dx in [-r, r]; index K//2 is (0, 0)."""
+    return [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+
+
+def pixel_grid(flow: torch.Tensor) -> torch.Tensor:
+    """Normalised GridSample grid [N,h,w,2] for sampling at (x + flow_x, y + flow_y).
+
+    Uses the ``align_corners=True`` convention, where -1 and +1 are the centres of the first
+    and last pixel. Always computed in float32 (an FP16 grid loses ~1e-2 of a pixel).
+    """
+    _, _, h, w = flow.shape
+    flow = flow.float()
+    ys = torch.arange(h, dtype=torch.float32, device=flow.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=torch.float32, device=flow.device).view(1, 1, w)
+    gx = (xs + flow[:, 0]) * (2.0 / (w - 1)) - 1.0
+    gy = (ys + flow[:, 1]) * (2.0 / (h - 1)) - 1.0
+    return torch.stack((gx, gy), dim=-1)
+
+
+def warp_by_flow(seg: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward-warp ``seg`` by ``flow`` (the paper's equation 1), bilinear, zeros outside.
+
+    seg:  [N,C,h,w] scores of the previous frame on the 1/8 grid.
+    flow: [N,2,h,w] backward motion in pixels of the 1/8 grid; channel 0 is x (columns),
+          channel 1 is y (rows). out[n,c,y,x] = seg[n,c] sampled bilinearly at
+          (y + flow[n,1,y,x], x + flow[n,0,y,x]); each of the four taps that falls outside
+          the frame contributes zero. Returns [N,C,h,w] in ``seg``'s dtype.
+    """
+    if seg.dim() != 4 or flow.dim() != 4 or flow.shape[1] != 2:
+        raise ValueError(f"warp_by_flow expects seg [N,C,h,w] and flow [N,2,h,w], got {tuple(seg.shape)} and {tuple(flow.shape)}")
+    if seg.shape[0] != flow.shape[0] or seg.shape[2:] != flow.shape[2:]:
+        raise ValueError(f"warp_by_flow: seg {tuple(seg.shape)} and flow {tuple(flow.shape)} differ in batch or size")
+    if seg.shape[2] < 2 or seg.shape[3] < 2:
+        raise ValueError(f"warp_by_flow needs h, w >= 2, got {tuple(seg.shape[2:])}")
+    grid = pixel_grid(flow)
+    out = F.grid_sample(seg.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.to(seg.dtype)
+
+
+def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Ideal-delay shift: out[..., y, x] = x[..., y+dy, x+dx], zero where that is outside."""
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    ys, ye = max(0, -dy), min(h, h - dy)
+    xs, xe = max(0, -dx), min(w, w - dx)
+    if ys < ye and xs < xe:
+        out[..., ys:ye, xs:xe] = x[..., ys + dy : ye + dy, xs + dx : xe + dx]
+    return out
+
+
+def chunk_filter(warped: torch.Tensor, intra: torch.Tensor, weights: torch.Tensor, radius: int) -> torch.Tensor:
+    """Guided spatially-varying convolution (the paper's equation 2).
+
+    warped:  [N,C,h,w] warped scores of the previous frame.
+    intra:   [N,C,h,w] intra-frame scores of the current frame.
+    weights: [N,K+1,h,w], K = (2r+1)^2, non-negative. Channel k < K weighs the candidate
+             ``warped[n,c,y+dy_k,x+dx_k]`` (zero outside the frame, offsets from
+             ``shift_offsets``); channel K weighs ``intra[n,c,y,x]``. The same weights serve
+             every class c.
+    Returns [N,C,h,w]: sum_k w_k * cand_k / (sum_k w_k + WEIGHT_EPS), accumulated in float32
+    and cast to ``warped``'s dtype. Never materialises the K-fold shifted tensor.
+    """
+    k = num_shifts(radius)
+    if warped.shape != intra.shape:
+        raise ValueError(f"chunk_filter: warped {tuple(warped.shape)} and intra {tuple(intra.shape)} differ")
+    n, _, h, w = warped.shape
+    if weights.shape != (n, k + 1, h, w):
+        raise ValueError(f"chunk_filter: weights must be [N,{k + 1},h,w]=({n},{k + 1},{h},{w}) for radius {radius}, got {tuple(weights.shape)}")
+    wf = weights.float()
+    warped_f = F.pad(warped.float(), (radius, radius, radius, radius))
+    acc = wf[:, k : k + 1] * intra.float()
+    for idx, (dy, dx) in enumerate(shift_offsets(radius)):
+        cand = warped_f[:, :, radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+        acc = acc + wf[:, idx : idx + 1] * cand
+    denom = wf.sum(dim=1, keepdim=True) + WEIGHT_EPS
+    return (acc / denom).to(warped.dtype)
+
+
+def laplacian_kernel(dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
+    """The 3x3 Laplacian [[1,1,1],[1,-8,1],[1,1,1]] as a conv weight [1,1,3,3]."""
+    k = torch.ones(1, 1, 3, 3, dtype=dtype, device=device)
+    k[0, 0, 1, 1] = -8.0
+    return k
+
+
+def edge_map(scores: torch.Tensor) -> torch.Tensor:
+    """E = sigmoid(Laplacian(argmax_c scores)), [N,C,h,w] -> [N,1,h,w] float32.
+
+    The class index map is taken as float; the frame border is replicated before the 3x3
+    Laplacian, so the border itself is not an edge. Flat regions give sigmoid(0) = 0.5.
+    """
+    labels = scores.argmax(dim=1, keepdim=True).float()
+    padded = F.pad(labels, (1, 1, 1, 1), mode="replicate")
+    return torch.sigmoid(F.conv2d(padded, laplacian_kernel(device=scores.device)))
+
+
+def downsample8(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB frames [N,H,W,3] -> normalised [N,3,H/8,W/8] float32 by 8x8 averaging.
+
+    H and W must be multiples of 8 (the runtime resizes frames to the engine size, which is).
+    mean/std: [3] in 0..255 units, RGB order.
+    """
+    if image.dim() != 4 or image.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames [N,H,W,3], got {tuple(image.shape)}")
+    height, width = image.shape[1:3]
+    if height % 8 or width % 8:
+        raise ValueError(f"frame size {height}x{width} is not a multiple of 8; resize frames to the engine size first")
+    x = image.permute(0, 3, 1, 2).float()
+    x = F.avg_pool2d(x, kernel_size=8, stride=8)
+    return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+
+
+def normalize(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB frames [N,H,W,3] -> normalised float32 [N,3,H,W]."""
+    if image.dim() != 4 or image.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames [N,H,W,3], got {tuple(image.shape)}")
+    x = image.permute(0, 3, 1, 2).float()
+    return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (half-pixel centres, no antialiasing) of [N,C,h,w] to ``size``."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def scores_to_labels(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Upsample scores [N,C,h,w] bilinearly to ``size`` and take argmax: uint8 [N,H,W]."""
+    return resize(scores.float(), size).argmax(dim=1).to(torch.uint8)
