@@ -36,3 +36,27 @@ def camvid_dir() -> Path:
     if not (CAMVID / "test").is_dir():
         pytest.skip(f"CamVid not found at {CAMVID} (read-only data beside the repo: ../shared/data)")
     return CAMVID
+
+
+ENGINE_SIZE = (136, 240)  # the real clip (540x960) at 1/4, rounded up to multiples of 8
+
+
+def run_module(module: str, *args: str, cwd: Path | None = None, timeout: int = 900) -> "subprocess.CompletedProcess[str]":
+    """Run ``python -m module args`` as a user would (repo on PYTHONPATH, output captured)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def engines(tmp_path_factory) -> Path:
+    """Random-weight engines at ENGINE_SIZE, built once per session through the CLI."""
+    out = tmp_path_factory.mktemp("engines") / "eng"
+    proc = run_module("export.build_engines", "--random-weights", "--num-classes", "11", "--out", str(out),
+                      "--size", f"{ENGINE_SIZE[0]}x{ENGINE_SIZE[1]}", "--backend", "onnx", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

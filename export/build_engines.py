@@ -1,0 +1,305 @@
+"""python -m export.build_engines: export GSVNet's stage graphs to ONNX, verify them in
+onnxruntime, optionally compile TensorRT engines, and write the engines folder's manifest."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .manifest import FORMAT, MANIFEST_NAME, VERSION, Manifest, ManifestError, read_manifest, sha256_file, write_json_atomic
+
+DEFAULT_SIZE = (1024, 2048)
+DEFAULT_OUT = Path("engines")
+CHECKPOINT_FILE = "model.pt"
+
+
+class BuildError(RuntimeError):
+    """A one-line, user-facing reason the build cannot go on."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W); both multiples of 8 and at least 16."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1024x2048 (height x width), got {text!r}") from None
+    if h < 16 or w < 16 or h % 8 or w % 8:
+        near = f"{max(16, round(h / 8) * 8)}x{max(16, round(w / 8) * 8)}"
+        raise argparse.ArgumentTypeError(f"size {h}x{w}: height and width must be multiples of 8 and >= 16 (try {near})")
+    return h, w
+
+
+def parse_key_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"key scale must be a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"key scale must be in (0, 1], got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gsvnet.keyframe import keyframe_net_names
+
+    from .onnx_export import DEFAULT_OPSET, SUPPORTED_OPSETS
+
+    p = argparse.ArgumentParser(
+        prog="python -m export.build_engines",
+        description="Export the GSVNet stage graphs (keyframe net, flow, intra, guide, the warp and chunk-filter ops, "
+                    "downsample and labels) to ONNX, check each one in onnxruntime against PyTorch, and write "
+                    "OUT/manifest.json. With TensorRT installed, also compile FP16 engines.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--keyframe-net", choices=keyframe_net_names(), default=None,
+                   help="keyframe network; default: the checkpoint's, or swiftnet_r18 without one")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="GSVNet checkpoint (gsvnet.save_checkpoint format); default: the weights shipped in "
+                        "gsvnet/weights for the keyframe net, or random weights if none are shipped")
+    p.add_argument("--random-weights", action="store_true",
+                   help="use random weights even if trained ones are shipped (outputs are meaningless; for benchmarks)")
+    p.add_argument("--seed", type=int, default=0, help="seed for random weights")
+    p.add_argument("--num-classes", type=int, default=19, help="classes of a random-weight model (a checkpoint fixes its own)")
+    p.add_argument("--radius", type=int, default=1, help="chunk-filter radius r of a random-weight model (K = (2r+1)^2)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="engines folder to write")
+    p.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, metavar="HxW",
+                   help="engine frame size (videos of another size are resized to it and labels resized back)")
+    p.add_argument("--key-scale", type=parse_key_scale, default=None,
+                   help="keyframe input scale in (0, 1]; default: the checkpoint's (0.75 for new models)")
+    p.add_argument("--opset", type=int, choices=SUPPORTED_OPSETS, default=DEFAULT_OPSET, help="ONNX opset")
+    p.add_argument("--custom-ops", choices=("function", "none"), default="none",
+                   help="'function': the warp and chunk filter become gsvnet::WarpByFlow / gsvnet::ChunkFilter nodes "
+                        "backed by ONNX local functions (onnxruntime inlines them, TensorRT uses our plugins); "
+                        "'none': plain standard-op graphs")
+    p.add_argument("--backend", choices=("auto", "onnx", "tensorrt"), default="auto",
+                   help="auto: ONNX, plus TensorRT engines when TensorRT is importable; onnx: ONNX only; "
+                        "tensorrt: ONNX and TensorRT engines (fails if TensorRT is missing)")
+    p.add_argument("--max-batch", type=int, default=4, help="largest batch in the TensorRT optimisation profiles (multi-stream)")
+    p.add_argument("--opt-level", type=int, default=3, choices=range(0, 6), metavar="0-5",
+                   help="TensorRT builder optimisation level")
+    p.add_argument("--timing-cache", type=Path, default=None, help="TensorRT timing cache file (default: OUT/timing.cache)")
+    p.add_argument("--version-compatible", action="store_true",
+                   help="build version-compatible TensorRT engines (runnable by the lean runtime of later TensorRT releases)")
+    p.add_argument("--force", action="store_true", help="rebuild everything even if the manifest says it is up to date")
+    return p
+
+
+def tensorrt_available() -> bool:
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # the bindings wheel imports but fails without its libraries
+        return False
+    return True
+
+
+TENSORRT_MISSING = ("TensorRT is not importable: install it on a machine with an NVIDIA GPU and driver "
+                    "(pip install tensorrt, which needs access to NVIDIA's package index), or use --backend onnx")
+
+
+def _load_model(args: argparse.Namespace):
+    """(model, checkpoint description) from the flags; the model is in eval mode."""
+    import torch
+
+    from gsvnet import GSVNet, GSVNetConfig, load_checkpoint
+    from gsvnet.pretrained import default_checkpoint
+
+    overrides = {"key_scale": args.key_scale} if args.key_scale is not None else {}
+    checkpoint = args.checkpoint
+    if checkpoint is None and not args.random_weights:
+        checkpoint = default_checkpoint(args.keyframe_net or "swiftnet_r18")
+    if checkpoint is not None:
+        model, metadata = load_checkpoint(checkpoint, **overrides)
+        if args.keyframe_net and args.keyframe_net != model.config.keyframe_net:
+            raise BuildError(f"--keyframe-net {args.keyframe_net} does not match the checkpoint {checkpoint}, "
+                             f"which holds {model.config.keyframe_net}; drop the flag or pass another checkpoint")
+        return model, {"source": str(checkpoint), "source_sha256": sha256_file(checkpoint), "random_weights": False,
+                       "metadata": metadata}
+    torch.manual_seed(args.seed)
+    config = GSVNetConfig(keyframe_net=args.keyframe_net or "swiftnet_r18", num_classes=args.num_classes,
+                          radius=args.radius, **overrides)
+    model = GSVNet(config).eval()
+    with torch.no_grad():  # the zero-initialised flow head would make every warp an identity
+        torch.nn.init.normal_(model.flow.toflow.weight, std=0.05)
+    return model, {"source": None, "source_sha256": None, "random_weights": True, "seed": args.seed, "metadata": {}}
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+
+    import gsvnet
+
+    return {"gsvnet": gsvnet.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _custom_op_transform(mode: str, radius: int):
+    """The exporter hook that turns the warp / filter graphs into gsvnet-domain nodes (or None)."""
+    if mode == "none":
+        return None
+    try:
+        from plugins.onnx_ops import as_custom_op
+    except ImportError as e:
+        raise BuildError(f"--custom-ops function needs plugins.onnx_ops ({e}); use --custom-ops none") from None
+
+    def transform(proto, stage):
+        if stage.custom_op is None:
+            return proto
+        attrs = {"radius": radius} if stage.custom_op == "ChunkFilter" else None
+        return as_custom_op(proto, stage.custom_op, attrs, with_function=True)
+
+    return transform
+
+
+def build_key(checkpoint_sha: str, config: dict, args: argparse.Namespace, versions: dict) -> str:
+    """Everything the ONNX graphs depend on, hashed: equal keys mean the graphs can be reused."""
+    relevant = {"checkpoint": checkpoint_sha, "config": config, "size": list(args.size), "opset": args.opset,
+                "custom_ops": args.custom_ops, "precision": "fp32",
+                "versions": {k: versions[k] for k in ("gsvnet", "torch", "onnx")}}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def _up_to_date(out: Path, key: str) -> Manifest | None:
+    try:
+        manifest = read_manifest(out)
+    except ManifestError:
+        return None
+    if manifest.data.get("build_key") != key:
+        return None
+    entries = [manifest.data["checkpoint"], *manifest.graphs.values()]
+    for entry in entries:
+        path = manifest.file(entry["file"])
+        if not path.is_file() or sha256_file(path) != entry["sha256"]:
+            return None
+    return manifest
+
+
+def build(args: argparse.Namespace, log=print) -> Manifest:
+    """Do the whole build; raises BuildError / ManifestError / CheckpointError with one-line messages."""
+    import torch
+    from tqdm import tqdm
+
+    from gsvnet import grid_size, key_size, save_checkpoint
+
+    from .onnx_export import export_stage
+    from .stages import ALL_STAGES, stage_functions, stage_table
+    from .verify import verify_stage
+
+    want_trt = args.backend == "tensorrt" or (args.backend == "auto" and tensorrt_available())
+    if args.backend == "tensorrt" and not tensorrt_available():
+        raise BuildError(TENSORRT_MISSING)
+    if args.backend == "auto" and not want_trt:
+        log("TensorRT is not importable: building ONNX graphs only (onnxruntime / torch backends)")
+
+    model, ckpt_info = _load_model(args)
+    if ckpt_info["random_weights"]:
+        log("WARNING: no checkpoint: exporting RANDOM weights; segmentations will be meaningless (fine for benchmarks). "
+            "Pass --checkpoint PATH for real output.")
+    config = model.config
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    versions = _versions()
+    state_digest = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        state_digest.update(k.encode())
+        state_digest.update(v.detach().cpu().contiguous().numpy().tobytes())
+    key = build_key(state_digest.hexdigest(), config.to_dict(), args, versions)
+
+    reuse = None if args.force else _up_to_date(out, key)
+    if reuse is not None and not want_trt:
+        log(f"{out}/{MANIFEST_NAME} is up to date (same weights, config, size, opset); nothing to do (--force rebuilds)")
+        return reuse
+
+    # the checkpoint the graphs come from, so the torch backend runs exactly the same weights
+    ckpt_path = out / CHECKPOINT_FILE
+    if reuse is None:
+        save_checkpoint(ckpt_path, model, metadata={"exported_from": ckpt_info["source"], **ckpt_info["metadata"]})
+    table = stage_table(config.num_classes, config.radius, args.size)
+    fns = stage_functions(args.size)
+    transform = _custom_op_transform(args.custom_ops, config.radius)
+    graphs: dict[str, dict] = {}
+    failures = []
+    started = time.perf_counter()
+    with torch.no_grad():
+        for name in tqdm(ALL_STAGES, desc="export", unit="graph", leave=False, disable=None):
+            stage = table[name]
+            path = out / f"{name}.onnx"
+            old = reuse.graphs.get(name) if reuse is not None else None
+            if old is not None:
+                graphs[name] = old
+                continue
+            tmp = out / f".{name}.onnx.tmp"
+            try:
+                export_stage(model, stage, fns[name], tmp, args.opset, transform)
+                check = verify_stage(model, stage, fns[name], tmp)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            log("  " + check.line())
+            if not check.ok:
+                tmp.unlink(missing_ok=True)
+                failures.append(name)
+                continue
+            tmp.replace(path)
+            graphs[name] = {
+                "file": path.name, "sha256": sha256_file(path), "opset": args.opset, "precision": "fp32",
+                "inputs": [s.to_dict() for s in stage.inputs], "outputs": [s.to_dict() for s in stage.outputs],
+                "custom_op": stage.custom_op if args.custom_ops == "function" else None,
+                "verification": check.to_dict(),
+            }
+    if failures:
+        raise BuildError(f"onnxruntime disagrees with PyTorch beyond tolerance for: {', '.join(failures)} "
+                         f"(see the lines above); no manifest was written")
+
+    data = {
+        "format": FORMAT, "version": VERSION, "build_key": key,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, "-m", "export.build_engines", *sys.argv[1:]]),
+        "versions": versions,
+        "model": config.to_dict(),
+        "checkpoint": {"file": CHECKPOINT_FILE, "sha256": sha256_file(ckpt_path), **{k: v for k, v in ckpt_info.items() if k != "metadata"}},
+        "frame_size": list(args.size), "grid_size": list(grid_size(args.size)),
+        "key_size": list(key_size(args.size, config.key_scale)),
+        "opset": args.opset, "custom_ops": args.custom_ops, "graphs": graphs,
+        "engines": reuse.engines if reuse is not None else {},
+        "export_seconds": round(time.perf_counter() - started, 1),
+    }
+    manifest = Manifest(out, data)
+    if want_trt:
+        from .tensorrt_build import build_tensorrt_engines
+
+        build_tensorrt_engines(manifest, model, args, log)
+    write_json_atomic(out / MANIFEST_NAME, manifest.data)
+    log(f"wrote {len(graphs)} graphs and {out / MANIFEST_NAME} ({args.size[0]}x{args.size[1]}, "
+        f"{config.keyframe_net}, {config.num_classes} classes, opset {args.opset})")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gsvnet import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    try:
+        build(args)
+    except (BuildError, ManifestError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the previous manifest (if any) is unchanged", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Export one stage of a GSVNet to an ONNX file and check it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import onnx
+import torch
+
+from gsvnet import GSVNet
+
+from .stages import BATCH, Stage, StageModule
+
+#: GridSample is called 'bilinear' up to opset 19; TensorRT maps opset >= 20 'linear' to nearest
+#: (NVIDIA/TensorRT#4646), so only these opsets are exported.
+SUPPORTED_OPSETS = (16, 17, 18, 19)
+DEFAULT_OPSET = 18
+MAX_BATCH = 64
+
+
+class ExportError(RuntimeError):
+    """An exported graph failed a structural check."""
+
+
+def _example_inputs(stage: Stage, batch: int) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for spec in stage.inputs:
+        shape = spec.concrete(batch)
+        if spec.dtype == "uint8":
+            out.append(torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen))
+        elif spec.name == "weights":
+            out.append(torch.rand(shape, generator=gen))
+        else:
+            out.append(torch.randn(shape, generator=gen))
+    return tuple(out)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter prints progress and warnings per graph; keep the CLI output readable."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels):
+            lg.setLevel(lvl)
+
+
+def export_stage(model: GSVNet, stage: Stage, fn: Callable[..., torch.Tensor], path: Path, opset: int = DEFAULT_OPSET,
+                 transform: Callable[[onnx.ModelProto, Stage], onnx.ModelProto] | None = None) -> onnx.ModelProto:
+    """Export ``fn(model, *inputs)`` as ``stage`` to ``path`` (dynamic batch) and check it.
+
+    ``transform`` may rewrite the exported model (e.g. wrap a custom op) before it is checked.
+    """
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"opset {opset} is not supported; use one of {SUPPORTED_OPSETS} "
+                          "(GridSample is 'bilinear' there; TensorRT misreads opset >= 20 'linear')")
+    module = StageModule(model, fn).eval()
+    example = _example_inputs(stage, batch=2)
+    batch = torch.export.Dim(BATCH, min=1, max=MAX_BATCH)
+    dynamic = tuple({0: batch} for _ in stage.inputs)
+    with _quiet(), torch.inference_mode(False), torch.no_grad():
+        program = torch.onnx.export(
+            module, example, dynamo=True, opset_version=opset, external_data=False,
+            input_names=[s.name for s in stage.inputs], output_names=[s.name for s in stage.outputs],
+            dynamic_shapes={"args": dynamic}, optimize=True, verbose=False,
+        )
+    proto = program.model_proto
+    proto.producer_name = "gsvnet-export"
+    proto.doc_string = f"GSVNet stage '{stage.name}'"
+    if transform is not None:
+        proto = transform(proto, stage)
+    check_graph(proto, stage, opset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(path))
+    return proto
+
+
+def _all_nodes(proto: onnx.ModelProto):
+    yield from proto.graph.node
+    for fn in proto.functions:
+        yield from fn.node
+
+
+def check_graph(proto: onnx.ModelProto, stage: Stage, opset: int) -> None:
+    """onnx.checker with full shape inference, names as in the stage table, GridSample bilinear."""
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportError(f"{stage.name}: onnx.checker rejected the graph: {str(e).splitlines()[0]}") from None
+    got_in = [i.name for i in proto.graph.input]
+    got_out = [o.name for o in proto.graph.output]
+    if got_in != [s.name for s in stage.inputs] or got_out != [s.name for s in stage.outputs]:
+        raise ExportError(f"{stage.name}: graph I/O {got_in} -> {got_out} differs from the stage table")
+    default = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    if default != [opset]:
+        raise ExportError(f"{stage.name}: exported at opset {default}, asked for {opset}")
+    for node in _all_nodes(proto):
+        if node.op_type == "GridSample":
+            mode = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"bilinear")
+            if mode != b"bilinear":
+                raise ExportError(f"{stage.name}: GridSample mode is {mode!r}, expected b'bilinear'")

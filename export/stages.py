@@ -1,0 +1,130 @@
+"""The stage graphs GSVNet is cut into, derived from the PyTorch ``GSVNet`` methods.
+
+Every backend runs the same stages with the same tensor names, so this table is the one place
+that says what each graph computes, what goes in and what comes out:
+
+==========  =========================================  ==============================
+stage       inputs                                     outputs
+==========  =========================================  ==============================
+downsample  image u8 [N,H,W,3]                         small [N,3,h,w]
+keyframe    image u8 [N,H,W,3]                         scores [N,C,h,w]
+flow        small [N,3,h,w], prev_small [N,3,h,w]      flow [N,2,h,w]
+warp        seg [N,C,h,w], flow [N,2,h,w]              out [N,C,h,w]   gsvnet::WarpByFlow
+intra       small [N,3,h,w]                            intra [N,C,h,w]
+guide       intra [N,C,h,w], warped [N,C,h,w]          weights [N,K+1,h,w]
+filter      warped, intra [N,C,h,w], weights           out [N,C,h,w]   gsvnet::ChunkFilter
+labels      scores [N,C,h,w]                           labels u8 [N,H,W]
+==========  =========================================  ==============================
+
+H x W is the engine frame size, h x w = H/8 x W/8, C classes, K = (2r+1)^2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from gsvnet import GSVNet, grid_size, ops
+
+BATCH = "N"
+
+#: Stages run on a keyframe and on the frames between, in order.
+KEYFRAME_STAGES = ("downsample", "keyframe")
+PROPAGATION_STAGES = ("downsample", "flow", "warp", "intra", "guide", "filter")
+ALL_STAGES = ("downsample", "keyframe", "flow", "warp", "intra", "guide", "filter", "labels")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int | str, ...]  # "N" is the dynamic batch
+    dtype: str  # numpy dtype name
+
+    def concrete(self, batch: int) -> tuple[int, ...]:
+        return tuple(batch if d == BATCH else int(d) for d in self.shape)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorSpec":
+        return cls(d["name"], tuple(d["shape"]), d["dtype"])
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    custom_op: str | None = None  # gsvnet-domain op type this stage is, if any
+
+
+class StageModule(nn.Module):
+    """Wraps one GSVNet method as a module so it can be exported on its own."""
+
+    def __init__(self, model: GSVNet, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.fn = fn
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.model, *args)
+
+
+def stage_functions(frame_size: tuple[int, int]) -> dict[str, Callable[..., torch.Tensor]]:
+    """stage name -> fn(model, *inputs) on tensors: the torch definition of every graph."""
+    return {
+        "downsample": lambda m, image: m.downsample(image),
+        "keyframe": lambda m, image: m.keyframe_scores(image),
+        "flow": lambda m, small, prev_small: m.estimate_flow(small, prev_small),
+        "warp": lambda m, seg, flow: m.warp(seg, flow),
+        "intra": lambda m, small: m.intra_scores(small),
+        "guide": lambda m, intra, warped: m.guide_weights(intra, warped),
+        "filter": lambda m, warped, intra, weights: m.fuse(warped, intra, weights),
+        "labels": lambda m, scores: ops.scores_to_labels(scores, frame_size),
+    }
+
+
+def stage_table(num_classes: int, radius: int, frame_size: tuple[int, int]) -> dict[str, Stage]:
+    """Input/output specs of every stage for one engine frame size."""
+    height, width = frame_size
+    h, w = grid_size(frame_size)
+    c, k1 = num_classes, ops.num_shifts(radius) + 1
+    f32 = "float32"
+
+    def t(name: str, ch: int | None, dtype: str = f32, hw: tuple[int, int] = (h, w)) -> TensorSpec:
+        return TensorSpec(name, (BATCH, ch, *hw) if ch is not None else (BATCH, *hw), dtype)
+
+    image = TensorSpec("image", (BATCH, height, width, 3), "uint8")
+    return {
+        "downsample": Stage("downsample", (image,), (t("small", 3),)),
+        "keyframe": Stage("keyframe", (image,), (t("scores", c),)),
+        "flow": Stage("flow", (t("small", 3), t("prev_small", 3)), (t("flow", 2),)),
+        "warp": Stage("warp", (t("seg", c), t("flow", 2)), (t("out", c),), custom_op="WarpByFlow"),
+        "intra": Stage("intra", (t("small", 3),), (t("intra", c),)),
+        "guide": Stage("guide", (t("intra", c), t("warped", c)), (t("weights", k1),)),
+        "filter": Stage("filter", (t("warped", c), t("intra", c), t("weights", k1)), (t("out", c),), custom_op="ChunkFilter"),
+        "labels": Stage("labels", (t("scores", c),), (t("labels", None, "uint8", (height, width)),)),
+    }
+
+
+def random_inputs(stage: Stage, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Fresh random inputs in each tensor's realistic range (never zeros)."""
+    feeds = {}
+    for spec in stage.inputs:
+        shape = spec.concrete(batch)
+        if spec.dtype == "uint8":
+            feeds[spec.name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif spec.name == "flow":
+            feeds[spec.name] = rng.uniform(-3.0, 3.0, shape).astype(np.float32)
+        elif spec.name == "weights":
+            feeds[spec.name] = rng.uniform(0.0, 1.0, shape).astype(np.float32)
+        elif spec.name in ("seg", "warped", "intra", "scores"):
+            feeds[spec.name] = (3.0 * rng.standard_normal(shape)).astype(np.float32)
+        else:
+            feeds[spec.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds

@@ -1,0 +1,1 @@
+"""Segment videos with the graphs and engines that ``export`` wrote."""

@@ -1,0 +1,110 @@
+"""The one interface every execution backend implements.
+
+A backend loads the stage graphs described by an engines manifest (the four networks, the two
+custom ops, downsample and labels) and runs them on its own array type. The keyframe step, the
+propagation step and the labels step are written once, here, in terms of ``run(stage, *inputs)``;
+``gsvnet.KeyframeScheduler`` drives any backend without knowing which one it is.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from export.manifest import Manifest
+
+from ..timing import StageTimer
+
+Array = Any  # the backend's array type (numpy array, torch tensor, device buffer)
+
+
+@dataclass
+class State:
+    """What one step hands to the next, in the backend's array type."""
+
+    scores: Array  # [N,C,h,w]
+    small: Array  # [N,3,h,w]
+
+
+def resize_labels_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [N,h,w] -> [N,size] by nearest neighbour (pixel-centre aligned)."""
+    n, h, w = labels.shape
+    if (h, w) == tuple(size):
+        return labels
+    rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
+    return labels[:, rows[:, None], cols[None, :]]
+
+
+class Backend(ABC):
+    """Runs GSVNet's stages. Subclasses implement ``run``, ``upload`` and ``download``."""
+
+    #: short name used by --backend
+    name: str = "?"
+
+    def __init__(self, manifest: Manifest, profile: bool = True) -> None:
+        self.manifest = manifest
+        self.frame_size: tuple[int, int] = manifest.frame_size
+        self.num_classes: int = manifest.model["num_classes"]
+        self.timer = StageTimer(self.synchronize if self.is_async else None, enabled=profile)
+
+    # ---- what a backend provides -----------------------------------------------------------
+    is_async = False
+
+    @abstractmethod
+    def run(self, stage: str, *inputs: Array) -> Array:
+        """Run one stage graph on backend arrays; returns its single output."""
+
+    @abstractmethod
+    def upload(self, frames: np.ndarray) -> Array:
+        """uint8 frames [N,H,W,3] (host) -> backend array."""
+
+    @abstractmethod
+    def download(self, labels: Array) -> np.ndarray:
+        """Backend uint8 labels -> host numpy array."""
+
+    def synchronize(self) -> None:
+        """Wait for queued work (asynchronous backends)."""
+
+    def describe(self) -> str:
+        """One line: what executes the graphs (device, providers, threads)."""
+        return self.name
+
+    def cancel(self) -> None:
+        """Abandon the step in flight if the backend can (called from a signal handler)."""
+
+    # ---- the steps (written once for every backend) -----------------------------------------
+    def _stage(self, name: str, *inputs: Array) -> Array:
+        with self.timer(name):
+            return self.run(name, *inputs)
+
+    def check_frames(self, frames: np.ndarray) -> None:
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+            raise ValueError(f"frames must be uint8 [N,H,W,3], got {frames.dtype} {frames.shape}")
+        if tuple(frames.shape[1:3]) != self.frame_size:
+            raise ValueError(f"frames are {frames.shape[1]}x{frames.shape[2]} but the engines were built for "
+                             f"{self.frame_size[0]}x{self.frame_size[1]}; resize frames to the engine size")
+
+    def keyframe_step(self, frames: np.ndarray) -> State:
+        self.check_frames(frames)
+        image = self.upload(frames)
+        return State(scores=self._stage("keyframe", image), small=self._stage("downsample", image))
+
+    def propagation_step(self, state: State, frames: np.ndarray) -> State:
+        self.check_frames(frames)
+        image = self.upload(frames)
+        small = self._stage("downsample", image)
+        flow = self._stage("flow", small, state.small)
+        warped = self._stage("warp", state.scores, flow)
+        intra = self._stage("intra", small)
+        weights = self._stage("guide", intra, warped)
+        return State(scores=self._stage("filter", warped, intra, weights), small=small)
+
+    def labels(self, state: State, size: tuple[int, int]) -> np.ndarray:
+        """uint8 [N,size]: labels at the engine size, resized (nearest) to ``size`` if it differs."""
+        labels = self.download(self._stage("labels", state.scores))
+        with self.timer("resize_labels"):
+            return resize_labels_nearest(labels, size)

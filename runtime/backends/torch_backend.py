@@ -1,0 +1,48 @@
+"""PyTorch eager backend: the GSVNet modules from the engines folder's checkpoint.
+
+This is the reference every other backend is compared with, and the "PyTorch eager" baseline
+of the benchmarks. It runs the same stage functions the exporter exported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from export.manifest import Manifest, verify_file
+from export.stages import stage_functions
+from gsvnet import load_checkpoint
+
+from .base import Array, Backend
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, manifest: Manifest, device: str = "cpu", threads: int = 0, profile: bool = True) -> None:
+        self.device = torch.device(device)
+        self.is_async = self.device.type == "cuda"
+        super().__init__(manifest, profile)
+        if threads:
+            torch.set_num_threads(threads)
+        path = verify_file(manifest, manifest.data["checkpoint"], "checkpoint")
+        self.model, _ = load_checkpoint(path)
+        self.model.to(self.device).eval()
+        self.functions = stage_functions(self.frame_size)
+
+    def run(self, stage: str, *inputs: Array) -> Array:
+        with torch.inference_mode():
+            return self.functions[stage](self.model, *inputs)
+
+    def upload(self, frames: np.ndarray) -> Array:
+        return torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+
+    def download(self, labels: Array) -> np.ndarray:
+        return labels.cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def describe(self) -> str:
+        return f"torch {torch.__version__} eager on {self.device} ({torch.get_num_threads()} threads)"

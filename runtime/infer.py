@@ -1,0 +1,274 @@
+"""python -m runtime.infer --video PATH: segment a whole video with the built graphs/engines.
+
+Frames stream from the decoder (a background thread), are resized to the engine size, run
+through the keyframe / propagation schedule on the chosen backend, and the labels (resized back
+to the video size) go to a colour-overlay video, per-frame label PNGs and/or a stats file. Every
+output is written under a temporary name and renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from export.manifest import ManifestError, load_manifest
+
+from .errors import UserError
+
+DEFAULT_ENGINES = Path("engines")
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def alpha_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .backends import CHOICES
+
+    p = argparse.ArgumentParser(
+        prog="python -m runtime.infer",
+        description="Segment a video with GSVNet: the keyframe net every --interval frames, flow-guided propagation "
+                    "in between. Build the graphs first with `python -m export.build_engines`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--video", type=Path, required=True, help="input video file (anything FFmpeg decodes)")
+    p.add_argument("--engines", type=Path, default=DEFAULT_ENGINES, help="engines folder written by export.build_engines")
+    p.add_argument("--backend", choices=CHOICES, default="auto",
+                   help="auto picks tensorrt > torch-cuda > onnxruntime-cuda > onnxruntime (CPU) and says why; "
+                        "torch is PyTorch eager on the CPU")
+    p.add_argument("--interval", type=positive_int, default=4, help="keyframe interval l: keyframes at frames 0, l, 2l, ...")
+    p.add_argument("--out", type=Path, default=None, help="colour-overlay video to write (.mp4, .mkv or .mov)")
+    p.add_argument("--labels-dir", type=Path, default=None, help="folder to write one uint8 PNG of class ids per frame into")
+    p.add_argument("--stats", type=Path, default=None, help="JSON file for frame counts, wall time, FPS and per-stage milliseconds")
+    p.add_argument("--alpha", type=alpha_value, default=0.5, help="overlay opacity of the label colours")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames (default: the whole video)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for the backend (0: the library's default)")
+    p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    return p
+
+
+class Interrupted(Exception):
+    """The run was asked to stop (SIGINT / SIGTERM)."""
+
+
+class Run:
+    """One inference run: ``__init__`` does every check that can fail before an output file
+    exists; ``process`` segments the frames; ``abort`` removes partial outputs."""
+
+    def __init__(self, args: argparse.Namespace, log=print) -> None:
+        from .backends import create_backend, select_backend
+        from .outputs import LabelPngs, OverlayVideo, check_output_path
+        from .video import VideoReader
+
+        self.args = args
+        self.stop = threading.Event()
+        self.outputs: list = []
+        self.reader = None
+        if args.out is None and args.labels_dir is None and args.stats is None:
+            raise UserError("nothing to write: pass --out OUT.mp4, --labels-dir DIR and/or --stats FILE")
+        for path, what in ((args.out, "output video"), (args.labels_dir, "labels"), (args.stats, "stats")):
+            if path is not None:
+                check_output_path(path, [args.video], what)
+        try:
+            self.manifest = load_manifest(args.engines)
+        except ManifestError as e:
+            raise UserError(str(e)) from None
+        self.reader = VideoReader(args.video)
+        name, why = select_backend(args.backend, self.manifest)
+        started = time.perf_counter()
+        self.backend = create_backend(name, self.manifest, threads=args.threads)
+        self.load_seconds = time.perf_counter() - started
+        log(f"backend: {name} ({why}); {self.backend.describe()}")
+        self.palette = np.asarray(self.manifest.model["palette"], dtype=np.uint8)
+        if self.manifest.data["checkpoint"].get("random_weights"):
+            log("WARNING: these engines hold RANDOM weights, so the segmentation is meaningless; "
+                "rebuild them with a trained --checkpoint")
+        video_h, video_w = self.reader.size
+        engine_h, engine_w = self.backend.frame_size
+        if (video_h, video_w) != (engine_h, engine_w):
+            log(f"video {video_w}x{video_h} is resized to the engine size {engine_w}x{engine_h}; "
+                f"labels are resized back (export with --size {_multiple_of_8(video_h)}x{_multiple_of_8(video_w)} to match)")
+        try:
+            if args.out is not None:
+                self.outputs.append(OverlayVideo(args.out, self.reader.size, self.reader.fps, self.palette, args.alpha))
+            if args.labels_dir is not None:
+                self.outputs.append(LabelPngs(args.labels_dir))
+        except BaseException:
+            self.abort()
+            raise
+
+    def process(self) -> dict:
+        """Segment every frame and finish the outputs; returns the stats."""
+        from tqdm import tqdm
+
+        from gsvnet import KeyframeScheduler
+
+        from .video import prefetch, resize_rgb
+
+        args, backend, reader = self.args, self.backend, self.reader
+        engine_size = backend.frame_size
+        limit = args.max_frames or 0
+        total = min(x for x in (reader.expected_frames, limit) if x) if (reader.expected_frames or limit) else None
+        current: list = [None]
+
+        def engine_frames():
+            for decoded in prefetch(reader, depth=4):
+                current[0] = decoded
+                yield resize_rgb(decoded.rgb, engine_size)[None]
+
+        frames = keyframes = 0
+        started = time.perf_counter()
+        bar = tqdm(total=total, unit="frame", disable=True if args.no_progress else None, dynamic_ncols=True)
+        try:
+            for result in KeyframeScheduler(backend, args.interval, label_size=reader.size).run(engine_frames()):
+                if self.stop.is_set():
+                    raise Interrupted()
+                rgb, labels = current[0].rgb, result.labels[0]
+                for out in self.outputs:
+                    out.write_frame(result.index, rgb, labels)
+                frames += 1
+                keyframes += int(result.keyframe)
+                bar.update(1)
+                bar.set_postfix(fps=f"{frames / (time.perf_counter() - started):.1f}", refresh=False)
+                if limit and frames >= limit:
+                    break
+        finally:
+            bar.close()
+        wall = time.perf_counter() - started
+        for out in self.outputs:
+            out.close()
+        self.outputs = []
+        return self._stats(frames, keyframes, wall)
+
+    def _stats(self, frames: int, keyframes: int, wall: float) -> dict:
+        reader, manifest = self.reader, self.manifest
+        stats = {
+            "video": str(self.args.video), "video_size": list(reader.size), "video_fps": float(reader.fps),
+            "frames": frames, "keyframes": keyframes, "interval": self.args.interval,
+            "expected_frames": reader.expected_frames,
+            "lost_frames": 0 if self.args.max_frames else reader.lost_frames,
+            "damaged_packets": reader.damaged_packets,
+            "wall_seconds": round(wall, 3), "fps": round(frames / wall, 2), "load_seconds": round(self.load_seconds, 3),
+            "backend": self.backend.name, "backend_detail": self.backend.describe(),
+            "engine_size": list(manifest.frame_size), "keyframe_net": manifest.model["keyframe_net"],
+            "engines": str(manifest.folder), "stages_ms": self.backend.timer.summary(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if self.args.stats is not None:
+            from .outputs import write_stats
+
+            write_stats(self.args.stats, stats)
+        return stats
+
+    def backend_cancel(self) -> None:
+        """Ask the backend to abandon the step in flight (called from the signal handler)."""
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.cancel()
+
+    def abort(self) -> None:
+        """Remove every partial output."""
+        for out in self.outputs:
+            out.abort()
+        self.outputs = []
+        if self.reader is not None:
+            self.reader.close()
+
+
+def _multiple_of_8(n: int) -> int:
+    return max(16, (n + 7) // 8 * 8)
+
+
+def _summary(stats: dict) -> str:
+    lost = f", {stats['lost_frames']} frames could not be decoded" if stats["lost_frames"] else ""
+    return (f"{stats['frames']} frames ({stats['keyframes']} keyframes) in {stats['wall_seconds']:.1f} s: "
+            f"{stats['fps']:.1f} FPS on {stats['backend']}{lost}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run in a worker thread so SIGINT/SIGTERM are handled at once: outputs are removed and the
+    process exits with 130/143 within about a second, even in the middle of a long step."""
+    args = build_parser().parse_args(argv)
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    received: list[int] = []
+    run: Run | None = None
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signum)
+        if run is not None:
+            run.stop.set()
+            run.backend_cancel()
+
+    previous = {s: signal.signal(s, on_signal) for s in SIGNAL_EXIT}
+    try:
+        try:
+            run = Run(args, log)
+        except UserError as e:
+            log(f"error: {e}")
+            return e.exit_code
+        if received:
+            run.abort()
+            return SIGNAL_EXIT[signal.Signals(received[0])]
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                outcome["stats"] = run.process()
+            except BaseException as e:  # reported by the main thread
+                outcome["error"] = e
+
+        worker = threading.Thread(target=work, name="segment", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.05)
+            if received:
+                worker.join(1.0)  # let the current step finish if it can
+                run.abort()
+                log(f"error: stopped by {signal.Signals(received[0]).name}; partial outputs were removed")
+                return SIGNAL_EXIT[signal.Signals(received[0])]
+        if "error" in outcome:
+            run.abort()
+            err = outcome["error"]
+            if isinstance(err, UserError):
+                log(f"error: {err}")
+                return err.exit_code
+            if isinstance(err, Interrupted):
+                return SIGNAL_EXIT[signal.Signals(received[0])] if received else 130
+            raise err
+        stats = outcome["stats"]
+        log(_summary(stats))
+        if stats["lost_frames"]:
+            log(f"warning: {args.video} ended early or is damaged: {stats['lost_frames']} of "
+                f"{stats['expected_frames']} announced frames could not be decoded; every decodable frame was processed")
+        return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

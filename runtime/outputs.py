@@ -1,0 +1,123 @@
+"""Output files, each written under a temporary name and renamed only when complete.
+
+``OverlayVideo`` (colour overlay mp4), ``LabelPngs`` (one uint8 PNG of class ids per frame) and
+``write_stats`` (JSON). ``abort()`` removes whatever was written so far.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from export.manifest import write_json_atomic
+
+from .errors import UserError
+
+VIDEO_SUFFIXES = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
+
+
+def partial_path(path: Path) -> Path:
+    """Temporary name beside ``path`` (same folder, so the final rename is atomic)."""
+    return path.with_name(f".{path.name}.partial{path.suffix}")
+
+
+def check_output_path(path: Path, inputs: list[Path], what: str) -> None:
+    """Fail early, with one line, on outputs that cannot be written or would clobber an input."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise UserError(f"{what} folder {parent} does not exist; create it or choose another path")
+    if not parent.is_dir():
+        raise UserError(f"{what} path {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{what} folder {parent} is not writable; choose another path")
+    for src in inputs:
+        if path.exists() and src.exists() and path.resolve() == src.resolve():
+            raise UserError(f"{what} {path} is the input video itself; choose another output path")
+    if path.is_dir() and what != "labels":
+        raise UserError(f"{what} path {path} is a folder; give a file name")
+
+
+class OverlayVideo:
+    """H.264 video of frames blended with their label colours; same size and frame rate as the input."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, palette: np.ndarray, alpha: float) -> None:
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise UserError(f"output video {path} must end in one of {', '.join(VIDEO_SUFFIXES)}")
+        self.path = path
+        self.tmp = partial_path(path)
+        height, width = size
+        self.container = av.open(str(self.tmp), mode="w", format=VIDEO_SUFFIXES[path.suffix.lower()])
+        try:
+            self.stream = self.container.add_stream("libx264", rate=fps)
+            self.stream.width, self.stream.height = width, height
+            # 4:2:0 needs even sizes; odd-sized videos keep their size with full-resolution chroma
+            self.stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+            self.stream.options = {"crf": "20", "preset": "veryfast"}
+        except BaseException:
+            self.abort()
+            raise
+        self.palette, self.alpha = palette, alpha
+        self.frames = 0
+
+    def write_frame(self, index: int, rgb: np.ndarray, labels: np.ndarray) -> None:
+        """Append the frame ``rgb`` [H,W,3] blended with the colours of ``labels`` [H,W]."""
+        overlay = blend(rgb, labels, self.palette, self.alpha)
+        frame = av.VideoFrame.from_ndarray(overlay, format="rgb24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except Exception:
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+class LabelPngs:
+    """One single-channel PNG of class ids per frame (``000000.png`` ...) in a folder."""
+
+    def __init__(self, folder: Path) -> None:
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise UserError(f"labels folder {folder} exists and is not empty; choose a new folder or delete it")
+        self.folder = folder
+        self.tmp = folder.with_name(f".{folder.name}.partial")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=False)
+        self.frames = 0
+
+    def write_frame(self, index: int, rgb: np.ndarray, labels: np.ndarray) -> None:
+        Image.fromarray(labels, mode="L").save(self.tmp / f"{index:06d}.png", compress_level=1)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.folder.exists():
+            self.folder.rmdir()  # empty, checked at start
+        os.replace(self.tmp, self.folder)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def write_stats(path: Path, stats: dict) -> None:
+    write_json_atomic(path, stats)
+
+
+def blend(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
+    """(1 - alpha) * frame + alpha * palette[labels], uint8 [H,W,3]."""
+    a = int(round(alpha * 256))
+    colours = palette[labels].astype(np.uint16)
+    return ((rgb.astype(np.uint16) * (256 - a) + colours * a) >> 8).astype(np.uint8)

@@ -1,0 +1,171 @@
+"""The one video reader: PyAV, frame by frame, never the whole video in memory."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+import av
+import numpy as np
+
+from .errors import UserError
+
+T = TypeVar("T")
+
+
+@dataclass
+class DecodedFrame:
+    index: int
+    rgb: np.ndarray  # uint8 [H,W,3] at the video's own size (rotation applied)
+    pts: int | None
+    time_base: Fraction | None
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    """Clockwise display rotation in degrees (0, 90, 180, 270) from the frame's side data."""
+    angle = getattr(frame, "rotation", 0) or 0
+    return int(round(-angle / 90.0)) % 4 * 90
+
+
+class VideoReader:
+    """Opens a video and yields ``DecodedFrame``s in display orientation.
+
+    Damaged packets are skipped and counted; a file that ends early yields every decodable frame.
+    ``lost_frames`` compares what was decoded with what the header announced.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise UserError(f"video not found: {self.path}")
+        if self.path.is_dir():
+            raise UserError(f"{self.path} is a folder, not a video file (image sequences are not supported; "
+                            "encode them first, e.g. ffmpeg -i %06d.png out.mp4)")
+        try:
+            self.container = av.open(str(self.path), mode="r")
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+            raise UserError(f"{self.path} is not a readable video ({_short(e)}); check that the file is a complete video") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise UserError(f"{self.path} has no video stream")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        ctx = self.stream.codec_context
+        self.coded_size = (int(ctx.height), int(ctx.width))
+        if self.coded_size[0] <= 0 or self.coded_size[1] <= 0:
+            self.container.close()
+            raise UserError(f"{self.path}: the video stream has no frame size (corrupt header)")
+        rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
+        self.fps: Fraction = Fraction(rate) if rate else Fraction(25)
+        self.expected_frames = int(self.stream.frames or 0)
+        if not self.expected_frames and self.stream.duration and self.stream.time_base:
+            self.expected_frames = int(round(float(self.stream.duration * self.stream.time_base * self.fps)))
+        self.decoded = 0
+        self.damaged_packets = 0
+        self.ended_early = False
+        # decode the first frame now: a video without one fails before any output exists,
+        # and the displayed size (after rotation) is known up front
+        self._frames = self._decode()
+        self._first = next(self._frames, None)
+        if self._first is None:
+            self.close()
+            raise UserError(f"{self.path} has no decodable video frames (empty or damaged from the start)")
+        self.size: tuple[int, int] = self._first.rgb.shape[:2]
+
+    @property
+    def lost_frames(self) -> int:
+        return max(0, self.expected_frames - self.decoded)
+
+    def __iter__(self) -> Iterator[DecodedFrame]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        yield from self._frames
+
+    def _decode(self) -> Iterator[DecodedFrame]:
+        try:
+            for packet in self.container.demux(self.stream):
+                try:
+                    frames = packet.decode()
+                except av.error.EOFError:
+                    break
+                except av.error.FFmpegError:
+                    self.damaged_packets += 1
+                    continue
+                for frame in frames:
+                    yield self._convert(frame)
+        except av.error.FFmpegError:
+            self.ended_early = True  # demuxing failed: the file is cut or damaged from here on
+        finally:
+            self.close()
+
+    def _convert(self, frame: av.VideoFrame) -> DecodedFrame:
+        rgb = frame.to_ndarray(format="rgb24")
+        turns = _rotation(frame) // 90
+        if turns:
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=-turns))
+        out = DecodedFrame(self.decoded, rgb, frame.pts, frame.time_base)
+        self.decoded += 1
+        return out
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        except Exception:
+            pass
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a uint8 [H,W,3] frame to (height, width) with libswscale."""
+    if rgb.shape[:2] == tuple(size):
+        return rgb
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    return frame.reformat(width=size[1], height=size[0], format="rgb24", interpolation="BILINEAR").to_ndarray()
+
+
+def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
+    """Produce ``items`` on a background thread, at most ``depth`` ahead (decode overlaps compute)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def worker() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as e:  # hand the error to the consumer
+            put(e)
+
+    thread = threading.Thread(target=worker, name="decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=1.0)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:160]
