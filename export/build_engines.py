@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-scale", type=parse_key_scale, default=None,
                    help="keyframe input scale in (0, 1]; default: the checkpoint's (0.75 for new models)")
     p.add_argument("--opset", type=int, choices=SUPPORTED_OPSETS, default=DEFAULT_OPSET, help="ONNX opset")
-    p.add_argument("--custom-ops", choices=("function", "none"), default="none",
+    p.add_argument("--custom-ops", choices=("function", "none"), default="function",
                    help="'function': the warp and chunk filter become gsvnet::WarpByFlow / gsvnet::ChunkFilter nodes "
                         "backed by ONNX local functions (onnxruntime inlines them, TensorRT uses our plugins); "
                         "'none': plain standard-op graphs")

@@ -18,12 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from export.build_engines import parse_size
 from export.manifest import ManifestError, load_manifest
+from gsvnet.checkpoint import CheckpointError
 
 from .errors import UserError
 
 DEFAULT_ENGINES = Path("engines")
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_LOST_FRAMES = 3  # outputs are complete for every decodable frame, but frames were lost
 
 
 def positive_int(text: str) -> int:
@@ -47,6 +50,8 @@ def alpha_value(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gsvnet.keyframe import keyframe_net_names
+
     from .backends import CHOICES
 
     p = argparse.ArgumentParser(
@@ -66,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", type=Path, default=None, help="JSON file for frame counts, wall time, FPS and per-stage milliseconds")
     p.add_argument("--alpha", type=alpha_value, default=0.5, help="overlay opacity of the label colours")
     p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames (default: the whole video)")
+    p.add_argument("--keyframe-net", default=None, choices=keyframe_net_names(),
+                   help="refuse engines built for another keyframe net (default: accept the engines' net)")
+    p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
+                   help="refuse engines built for another frame size (default: accept the engines' size)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the backend (0: the library's default)")
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     return p
@@ -93,10 +102,8 @@ class Run:
         for path, what in ((args.out, "output video"), (args.labels_dir, "labels"), (args.stats, "stats")):
             if path is not None:
                 check_output_path(path, [args.video], what)
-        try:
-            self.manifest = load_manifest(args.engines)
-        except ManifestError as e:
-            raise UserError(str(e)) from None
+        self.manifest = load_manifest(args.engines)
+        _check_engines_match(self.manifest, args)
         self.reader = VideoReader(args.video)
         name, why = select_backend(args.backend, self.manifest)
         started = time.perf_counter()
@@ -199,6 +206,19 @@ class Run:
             self.reader.close()
 
 
+def _check_engines_match(manifest, args: argparse.Namespace) -> None:
+    """--keyframe-net / --size, when given, must match what the engines were built for."""
+    net, size = manifest.model["keyframe_net"], tuple(manifest.frame_size)
+    wrong_net = args.keyframe_net is not None and args.keyframe_net != net
+    wrong_size = args.size is not None and tuple(args.size) != size
+    if wrong_net or wrong_size:
+        want_net = args.keyframe_net or net
+        want = args.size or size
+        raise UserError(f"engines in {manifest.folder} were built for {net} at {size[0]}x{size[1]}, not "
+                        f"{want_net} at {want[0]}x{want[1]}; rebuild with `python -m export.build_engines "
+                        f"--keyframe-net {want_net} --size {want[0]}x{want[1]} --out {manifest.folder}`")
+
+
 def _multiple_of_8(n: int) -> int:
     return max(16, (n + 7) // 8 * 8)
 
@@ -227,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             run = Run(args, log)
-        except UserError as e:
+        except (UserError, ManifestError, CheckpointError) as e:
             log(f"error: {e}")
-            return e.exit_code
+            return getattr(e, "exit_code", 2)
         if received:
             run.abort()
             return SIGNAL_EXIT[signal.Signals(received[0])]
@@ -253,17 +273,18 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in outcome:
             run.abort()
             err = outcome["error"]
-            if isinstance(err, UserError):
+            if isinstance(err, (UserError, ManifestError, CheckpointError)):
                 log(f"error: {err}")
-                return err.exit_code
+                return getattr(err, "exit_code", 2)
             if isinstance(err, Interrupted):
                 return SIGNAL_EXIT[signal.Signals(received[0])] if received else 130
             raise err
         stats = outcome["stats"]
         log(_summary(stats))
         if stats["lost_frames"]:
-            log(f"warning: {args.video} ended early or is damaged: {stats['lost_frames']} of "
-                f"{stats['expected_frames']} announced frames could not be decoded; every decodable frame was processed")
+            log(f"error: {args.video} is truncated or damaged: {stats['lost_frames']} of {stats['expected_frames']} "
+                f"announced frames could not be decoded; the {stats['frames']} decodable frames were segmented and written")
+            return EXIT_LOST_FRAMES
         return 0
     finally:
         for s, handler in previous.items():

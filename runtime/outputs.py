@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,8 +35,12 @@ def check_output_path(path: Path, inputs: list[Path], what: str) -> None:
         raise UserError(f"{what} folder {parent} does not exist; create it or choose another path")
     if not parent.is_dir():
         raise UserError(f"{what} path {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{what} folder {parent} is not writable; choose another path")
+    try:  # a real probe: permissions alone say nothing on read-only file systems or for root
+        fd, probe = tempfile.mkstemp(prefix=".gsvnet-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{what} folder {parent} is not writable ({e.strerror}); choose another path") from None
     for src in inputs:
         if path.exists() and src.exists() and path.resolve() == src.resolve():
             raise UserError(f"{what} {path} is the input video itself; choose another output path")

@@ -126,3 +126,15 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_manifest_json_is_plain_json(engines):
     data = json.loads((engines / "manifest.json").read_text())
     assert data["format"] == "gsvnet-engines" and data["model"]["num_classes"] == 11
+
+
+def test_custom_op_graphs_are_gsvnet_nodes_with_function_bodies(engines):
+    manifest = load_manifest(engines)
+    assert manifest.data["custom_ops"] == "function"
+    for stage, op in (("warp", "WarpByFlow"), ("filter", "ChunkFilter")):
+        proto = onnx.load(str(engines / f"{stage}.onnx"))
+        assert [(n.domain, n.op_type) for n in proto.graph.node] == [("gsvnet", op)]
+        assert [(f.domain, f.name) for f in proto.functions] == [("gsvnet", op)]
+        assert manifest.graphs[stage]["custom_op"] == op
+    radius = [a for a in onnx.load(str(engines / "filter.onnx")).graph.node[0].attribute if a.name == "radius"]
+    assert radius and radius[0].i == 1

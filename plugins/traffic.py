@@ -1,0 +1,63 @@
+"""Bytes moved per output pixel: the fused CUDA chunk filter vs an unfused standard-op graph.
+
+A "pixel" is one (n, y, x) position with all C classes. For a graph every node is assumed to
+read its large inputs from and write its outputs to device memory (no fusion, which is what
+the Pad / Slice / Mul / Add / ReduceSum / Div decomposition costs without a fusing compiler);
+small shape-computation tensors (fewer than N*h*w elements) are not counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from plugins import geometry
+
+
+def fused_chunk_filter_bytes(classes: int, radius: int, itemsize: int = 4) -> dict[str, float]:
+    """Per-pixel traffic of the fused kernel: 'dram' counts each tensor once (warped, intra and
+    out C values, K+1 weights); 'l2' adds the halo re-reads of each 32x8 tile's staging."""
+    k1 = (2 * radius + 1) ** 2 + 1
+    halo = (geometry.TILE_W + 2 * radius) * (geometry.TILE_H + 2 * radius) / (geometry.TILE_W * geometry.TILE_H)
+    return {
+        "dram": float(itemsize * (3 * classes + k1)),
+        "l2": float(itemsize * (classes * halo + 2 * classes + k1)),
+    }
+
+
+def decomposition_bytes(classes: int, radius: int, itemsize: int = 4) -> float:
+    """Per-pixel traffic of the ideal unfused decomposition, each op materialising its output:
+    Pad (2C), K Slices of the padded scores (2C each), K+1 Slices of the weights (2 each),
+    K+1 Muls (2C+1 each), K Adds (3C each), ReduceSum (K+2), eps Add (2), Div (2C+1)."""
+    c, k = classes, (2 * radius + 1) ** 2
+    values = 2 * c + 2 * c * k + 2 * (k + 1) + (k + 1) * (2 * c + 1) + 3 * c * k + (k + 2) + 2 + (2 * c + 1)
+    return float(itemsize * values)
+
+
+def graph_bytes_per_pixel(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> float:
+    """Bytes read + written per (n, y, x) by the nodes of ``model`` run on ``feeds`` in
+    onnxruntime, every intermediate materialised (sizes measured, not assumed)."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    graph_outputs = {o.name for o in probe.graph.output}
+    for node in probe.graph.node:
+        for name in node.output:
+            if name and name not in graph_outputs:
+                probe.graph.output.add().name = name
+                graph_outputs.add(name)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = dict(zip(names, session.run(names, feeds)))
+    values.update(feeds)
+    first = next(iter(feeds.values()))
+    n, h, w = first.shape[0], first.shape[-2], first.shape[-1]
+    pixels = n * h * w
+    total = 0
+    for node in model.graph.node:
+        for name in (*node.input, *node.output):
+            array = values.get(name)
+            if array is not None and array.size >= pixels:
+                total += array.nbytes
+    return total / pixels
