@@ -32,12 +32,13 @@ def _example_inputs(stage: Stage, batch: int) -> tuple[torch.Tensor, ...]:
     out = []
     for spec in stage.inputs:
         shape = spec.concrete(batch)
+        dtype = getattr(torch, spec.dtype)
         if spec.dtype == "uint8":
             out.append(torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen))
         elif spec.name == "weights":
-            out.append(torch.rand(shape, generator=gen))
+            out.append(torch.rand(shape, generator=gen).to(dtype))
         else:
-            out.append(torch.randn(shape, generator=gen))
+            out.append(torch.randn(shape, generator=gen).to(dtype))
     return tuple(out)
 
 

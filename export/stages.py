@@ -89,22 +89,28 @@ def stage_functions(frame_size: tuple[int, int]) -> dict[str, Callable[..., torc
     }
 
 
-def stage_table(num_classes: int, radius: int, frame_size: tuple[int, int]) -> dict[str, Stage]:
-    """Input/output specs of every stage for one engine frame size."""
+PRECISIONS = {"fp32": "float32", "fp16": "float16"}
+
+
+def stage_table(num_classes: int, radius: int, frame_size: tuple[int, int], precision: str = "fp32") -> dict[str, Stage]:
+    """Input/output specs of every stage for one engine frame size.
+
+    ``precision`` is the dtype of activations between stages; the flow is always float32.
+    """
     height, width = frame_size
     h, w = grid_size(frame_size)
     c, k1 = num_classes, ops.num_shifts(radius) + 1
-    f32 = "float32"
+    act = PRECISIONS[precision]
 
-    def t(name: str, ch: int | None, dtype: str = f32, hw: tuple[int, int] = (h, w)) -> TensorSpec:
+    def t(name: str, ch: int | None, dtype: str = act, hw: tuple[int, int] = (h, w)) -> TensorSpec:
         return TensorSpec(name, (BATCH, ch, *hw) if ch is not None else (BATCH, *hw), dtype)
 
     image = TensorSpec("image", (BATCH, height, width, 3), "uint8")
     return {
         "downsample": Stage("downsample", (image,), (t("small", 3),)),
         "keyframe": Stage("keyframe", (image,), (t("scores", c),)),
-        "flow": Stage("flow", (t("small", 3), t("prev_small", 3)), (t("flow", 2),)),
-        "warp": Stage("warp", (t("seg", c), t("flow", 2)), (t("out", c),), custom_op="WarpByFlow"),
+        "flow": Stage("flow", (t("small", 3), t("prev_small", 3)), (t("flow", 2, "float32"),)),
+        "warp": Stage("warp", (t("seg", c), t("flow", 2, "float32")), (t("out", c),), custom_op="WarpByFlow"),
         "intra": Stage("intra", (t("small", 3),), (t("intra", c),)),
         "guide": Stage("guide", (t("intra", c), t("warped", c)), (t("weights", k1),)),
         "filter": Stage("filter", (t("warped", c), t("intra", c), t("weights", k1)), (t("out", c),), custom_op="ChunkFilter"),
@@ -120,11 +126,11 @@ def random_inputs(stage: Stage, batch: int, rng: np.random.Generator) -> dict[st
         if spec.dtype == "uint8":
             feeds[spec.name] = rng.integers(0, 256, shape, dtype=np.uint8)
         elif spec.name == "flow":
-            feeds[spec.name] = rng.uniform(-3.0, 3.0, shape).astype(np.float32)
+            feeds[spec.name] = rng.uniform(-3.0, 3.0, shape).astype(spec.dtype)
         elif spec.name == "weights":
-            feeds[spec.name] = rng.uniform(0.0, 1.0, shape).astype(np.float32)
+            feeds[spec.name] = rng.uniform(0.0, 1.0, shape).astype(spec.dtype)
         elif spec.name in ("seg", "warped", "intra", "scores"):
-            feeds[spec.name] = (3.0 * rng.standard_normal(shape)).astype(np.float32)
+            feeds[spec.name] = (3.0 * rng.standard_normal(shape)).astype(spec.dtype)
         else:
-            feeds[spec.name] = rng.standard_normal(shape).astype(np.float32)
+            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
     return feeds

@@ -101,19 +101,31 @@ class GSVNet(nn.Module):
     def num_classes(self) -> int:
         return self.config.num_classes
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the networks (float32, or float16 after ``.half()``)."""
+        return self.intra.intra_net[0].weight.dtype
+
+    def _apply(self, fn, recurse=True):
+        # .half() must not round the normalisation constants: they stay float32
+        super()._apply(fn, recurse)
+        self.mean, self.std = self.mean.float(), self.std.float()
+        return self
+
     # ---- stages (each exported as its own graph) ------------------------------------------
     def downsample(self, image: torch.Tensor) -> torch.Tensor:
-        """uint8 [N,H,W,3] -> normalised 1/8 frame [N,3,h,w]."""
-        return ops.downsample8(image, self.mean, self.std)
+        """uint8 [N,H,W,3] -> normalised 1/8 frame [N,3,h,w] in the compute dtype."""
+        return ops.downsample8(image, self.mean, self.std).to(self.dtype)
 
     def keyframe_scores(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 [N,H,W,3] -> keyframe net scores resized to the 1/8 grid [N,C,h,w]."""
         frame = tuple(image.shape[1:3])
         x = ops.resize(ops.normalize(image, self.mean, self.std), key_size(frame, self.config.key_scale))
-        return ops.resize(self.keyframe(x), grid_size(frame))
+        return ops.resize(self.keyframe(x.to(self.dtype)), grid_size(frame))
 
     def estimate_flow(self, small: torch.Tensor, prev_small: torch.Tensor) -> torch.Tensor:
-        return self.flow(small, prev_small)
+        """Flow [N,2,h,w], always float32 (an FP16 flow loses ~1e-2 px)."""
+        return self.flow(small, prev_small).float()
 
     def warp(self, prev_scores: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         return ops.warp_by_flow(prev_scores, flow)

@@ -69,6 +69,14 @@ class Backend(ABC):
     def synchronize(self) -> None:
         """Wait for queued work (asynchronous backends)."""
 
+    def concat(self, arrays: list[Array]) -> Array:
+        """Join backend arrays along the batch axis (multi-stream batching)."""
+        return np.concatenate(arrays, axis=0)
+
+    def split(self, array: Array, sizes: list[int]) -> list[Array]:
+        """Split a backend array along the batch axis into pieces of ``sizes``."""
+        return np.split(array, np.cumsum(sizes)[:-1], axis=0)
+
     def describe(self) -> str:
         """One line: what executes the graphs (device, providers, threads)."""
         return self.name
@@ -102,6 +110,12 @@ class Backend(ABC):
         intra = self._stage("intra", small)
         weights = self._stage("guide", intra, warped)
         return State(scores=self._stage("filter", warped, intra, weights), small=small)
+
+    def concat_states(self, states: list[State]) -> State:
+        return State(self.concat([s.scores for s in states]), self.concat([s.small for s in states]))
+
+    def split_state(self, state: State, sizes: list[int]) -> list[State]:
+        return [State(a, b) for a, b in zip(self.split(state.scores, sizes), self.split(state.small, sizes))]
 
     def labels(self, state: State, size: tuple[int, int]) -> np.ndarray:
         """uint8 [N,size]: labels at the engine size, resized (nearest) to ``size`` if it differs."""

@@ -40,6 +40,12 @@ class TorchBackend(Backend):
     def download(self, labels: Array) -> np.ndarray:
         return labels.cpu().numpy()
 
+    def concat(self, arrays: list[Array]) -> Array:
+        return torch.cat(arrays, dim=0)
+
+    def split(self, array: Array, sizes: list[int]) -> list[Array]:
+        return list(torch.split(array, sizes, dim=0))
+
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
