@@ -32,17 +32,23 @@ class StepResult:
 
 
 class KeyframeScheduler(Generic[State]):
-    """Keyframes at 0, l, 2l, ...; propagation on the frames between."""
+    """Keyframes at 0, l, 2l, ...; propagation on the frames between.
 
-    def __init__(self, stepper: Stepper[State], interval: int, label_size: tuple[int, int] | None = None) -> None:
+    ``phase`` shifts the keyframes of a stream to the frames i with (i + phase) % l == 0 (frame 0
+    is always a keyframe); batched multi-stream runs stagger their streams' keyframes this way.
+    """
+
+    def __init__(self, stepper: Stepper[State], interval: int, label_size: tuple[int, int] | None = None,
+                 phase: int = 0) -> None:
         if interval < 1:
             raise ValueError(f"keyframe interval must be >= 1, got {interval}")
         self.stepper = stepper
         self.interval = interval
         self.label_size = label_size
+        self.phase = phase % interval
 
     def is_keyframe(self, index: int) -> bool:
-        return index % self.interval == 0
+        return index == 0 or (index + self.phase) % self.interval == 0
 
     def run(self, frames: Iterable[Frames]) -> Iterator[StepResult]:
         state: State | None = None

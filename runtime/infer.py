@@ -60,14 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "in between. Build the graphs first with `python -m export.build_engines`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--video", type=Path, required=True, help="input video file (anything FFmpeg decodes)")
+    p.add_argument("--video", type=Path, nargs="+", required=True,
+                   help="input video file(s) (anything FFmpeg decodes); several videos are segmented together, "
+                        "batching the same stage across streams, and --out / --labels-dir are then folders")
     p.add_argument("--engines", type=Path, default=DEFAULT_ENGINES, help="engines folder written by export.build_engines")
     p.add_argument("--backend", choices=CHOICES, default="auto",
                    help="auto picks tensorrt > torch-cuda > onnxruntime-cuda > onnxruntime (CPU) and says why; "
                         "torch is PyTorch eager on the CPU")
     p.add_argument("--interval", type=positive_int, default=4, help="keyframe interval l: keyframes at frames 0, l, 2l, ...")
-    p.add_argument("--out", type=Path, default=None, help="colour-overlay video to write (.mp4, .mkv or .mov)")
-    p.add_argument("--labels-dir", type=Path, default=None, help="folder to write one uint8 PNG of class ids per frame into")
+    p.add_argument("--out", type=Path, default=None,
+                   help="colour-overlay video to write (.mp4, .mkv or .mov); with several videos, an existing folder "
+                        "that receives <video name>.mp4 for each")
+    p.add_argument("--labels-dir", type=Path, default=None,
+                   help="folder to write one uint8 PNG of class ids per frame into (with several videos: one "
+                        "sub-folder per video)")
     p.add_argument("--stats", type=Path, default=None, help="JSON file for frame counts, wall time, FPS and per-stage milliseconds")
     p.add_argument("--alpha", type=alpha_value, default=0.5, help="overlay opacity of the label colours")
     p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames (default: the whole video)")
@@ -84,106 +90,162 @@ class Interrupted(Exception):
     """The run was asked to stop (SIGINT / SIGTERM)."""
 
 
+class Stream:
+    """One input video and its outputs."""
+
+    def __init__(self, video: Path, out: Path | None, labels_dir: Path | None) -> None:
+        from .video import VideoReader
+
+        self.video = video
+        self.out, self.labels_dir = out, labels_dir
+        self.outputs: list = []
+        self.current = None  # the decoded frame being segmented
+        self.frames = self.keyframes = 0
+        self.reader = VideoReader(video)
+
+    def open_outputs(self, palette: np.ndarray, alpha: float) -> None:
+        from .outputs import LabelPngs, OverlayVideo
+
+        if self.out is not None:
+            self.outputs.append(OverlayVideo(self.out, self.reader.size, self.reader.fps, palette, alpha))
+        if self.labels_dir is not None:
+            self.outputs.append(LabelPngs(self.labels_dir))
+
+    def stats(self, max_frames: int | None) -> dict:
+        r = self.reader
+        return {"video": str(self.video), "video_size": list(r.size), "video_fps": float(r.fps), "frames": self.frames,
+                "keyframes": self.keyframes, "expected_frames": r.expected_frames,
+                "lost_frames": 0 if max_frames else r.lost_frames, "damaged_packets": r.damaged_packets}
+
+
+def _stream_paths(args: argparse.Namespace) -> list[tuple[Path, Path | None, Path | None]]:
+    """(video, overlay path, labels folder) per input; several videos write into folders."""
+    from .outputs import check_output_path
+
+    videos = list(args.video)
+    if len(videos) == 1:
+        for path, what in ((args.out, "output video"), (args.labels_dir, "labels")):
+            if path is not None:
+                check_output_path(path, videos, what)
+        return [(videos[0], args.out, args.labels_dir)]
+    stems = [v.stem for v in videos]
+    if len(set(stems)) != len(stems):
+        raise UserError("several input videos share a file name; outputs are named after the videos, so rename them")
+    for folder, what in ((args.out, "--out"), (args.labels_dir, "--labels-dir")):
+        if folder is not None and not folder.is_dir():
+            raise UserError(f"with several videos, {what} must be an existing folder; {folder} is not")
+    plan = []
+    for video in videos:
+        out = args.out / f"{video.stem}.mp4" if args.out is not None else None
+        labels = args.labels_dir / video.stem if args.labels_dir is not None else None
+        for path, what in ((out, "output video"), (labels, "labels")):
+            if path is not None:
+                check_output_path(path, videos, what)
+        plan.append((video, out, labels))
+    return plan
+
+
 class Run:
-    """One inference run: ``__init__`` does every check that can fail before an output file
-    exists; ``process`` segments the frames; ``abort`` removes partial outputs."""
+    """One inference run over one or several videos: ``__init__`` does every check that can fail
+    before an output file exists; ``process`` segments the frames; ``abort`` removes partial outputs."""
 
     def __init__(self, args: argparse.Namespace, log=print) -> None:
         from .backends import create_backend, select_backend
-        from .outputs import LabelPngs, OverlayVideo, check_output_path
-        from .video import VideoReader
+        from .outputs import check_output_path
 
         self.args = args
         self.stop = threading.Event()
-        self.outputs: list = []
-        self.reader = None
+        self.streams: list[Stream] = []
         if args.out is None and args.labels_dir is None and args.stats is None:
             raise UserError("nothing to write: pass --out OUT.mp4, --labels-dir DIR and/or --stats FILE")
-        for path, what in ((args.out, "output video"), (args.labels_dir, "labels"), (args.stats, "stats")):
-            if path is not None:
-                check_output_path(path, [args.video], what)
+        plan = _stream_paths(args)
+        if args.stats is not None:
+            check_output_path(args.stats, list(args.video), "stats")
         self.manifest = load_manifest(args.engines)
         _check_engines_match(self.manifest, args)
-        self.reader = VideoReader(args.video)
-        name, why = select_backend(args.backend, self.manifest)
-        started = time.perf_counter()
-        self.backend = create_backend(name, self.manifest, threads=args.threads)
-        self.load_seconds = time.perf_counter() - started
-        log(f"backend: {name} ({why}); {self.backend.describe()}")
-        self.palette = np.asarray(self.manifest.model["palette"], dtype=np.uint8)
-        if self.manifest.data["checkpoint"].get("random_weights"):
-            log("WARNING: these engines hold RANDOM weights, so the segmentation is meaningless; "
-                "rebuild them with a trained --checkpoint")
-        video_h, video_w = self.reader.size
-        engine_h, engine_w = self.backend.frame_size
-        if (video_h, video_w) != (engine_h, engine_w):
-            log(f"video {video_w}x{video_h} is resized to the engine size {engine_w}x{engine_h}; "
-                f"labels are resized back (export with --size {_multiple_of_8(video_h)}x{_multiple_of_8(video_w)} to match)")
         try:
-            if args.out is not None:
-                self.outputs.append(OverlayVideo(args.out, self.reader.size, self.reader.fps, self.palette, args.alpha))
-            if args.labels_dir is not None:
-                self.outputs.append(LabelPngs(args.labels_dir))
+            for video, out, labels in plan:
+                self.streams.append(Stream(video, out, labels))
+            name, why = select_backend(args.backend, self.manifest)
+            started = time.perf_counter()
+            self.backend = create_backend(name, self.manifest, threads=args.threads)
+            self.load_seconds = time.perf_counter() - started
+            log(f"backend: {name} ({why}); {self.backend.describe()}")
+            if self.manifest.data["checkpoint"].get("random_weights"):
+                log("WARNING: these engines hold RANDOM weights, so the segmentation is meaningless; "
+                    "rebuild them with a trained --checkpoint")
+            engine_h, engine_w = self.backend.frame_size
+            for stream in self.streams:
+                video_h, video_w = stream.reader.size
+                if (video_h, video_w) != (engine_h, engine_w):
+                    log(f"{stream.video.name}: {video_w}x{video_h} is resized to the engine size {engine_w}x{engine_h} "
+                        f"and labels are resized back (export with --size {_multiple_of_8(video_h)}x{_multiple_of_8(video_w)} to match)")
+            palette = np.asarray(self.manifest.model["palette"], dtype=np.uint8)
+            for stream in self.streams:
+                stream.open_outputs(palette, args.alpha)
         except BaseException:
             self.abort()
             raise
 
     def process(self) -> dict:
-        """Segment every frame and finish the outputs; returns the stats."""
+        """Segment every frame of every stream and finish the outputs; returns the stats."""
         from tqdm import tqdm
 
-        from gsvnet import KeyframeScheduler
-
+        from .multistream import MultiStreamScheduler
         from .video import prefetch, resize_rgb
 
-        args, backend, reader = self.args, self.backend, self.reader
+        args, backend = self.args, self.backend
         engine_size = backend.frame_size
         limit = args.max_frames or 0
-        total = min(x for x in (reader.expected_frames, limit) if x) if (reader.expected_frames or limit) else None
-        current: list = [None]
 
-        def engine_frames():
-            for decoded in prefetch(reader, depth=4):
-                current[0] = decoded
+        def engine_frames(stream: Stream):
+            for decoded in prefetch(stream.reader, depth=4):
+                if limit and decoded.index >= limit:
+                    return
+                stream.current = decoded
                 yield resize_rgb(decoded.rgb, engine_size)[None]
 
-        frames = keyframes = 0
+        expected = [min(x for x in (st.reader.expected_frames, limit) if x) if (st.reader.expected_frames or limit) else 0
+                    for st in self.streams]
+        scheduler = MultiStreamScheduler(backend, args.interval, [st.reader.size for st in self.streams])
         started = time.perf_counter()
-        bar = tqdm(total=total, unit="frame", disable=True if args.no_progress else None, dynamic_ncols=True)
+        bar = tqdm(total=sum(expected) or None, unit="frame", disable=True if args.no_progress else None, dynamic_ncols=True)
+        frames = 0
         try:
-            for result in KeyframeScheduler(backend, args.interval, label_size=reader.size).run(engine_frames()):
+            for tick in scheduler.run([engine_frames(st) for st in self.streams]):
                 if self.stop.is_set():
                     raise Interrupted()
-                rgb, labels = current[0].rgb, result.labels[0]
-                for out in self.outputs:
-                    out.write_frame(result.index, rgb, labels)
-                frames += 1
-                keyframes += int(result.keyframe)
-                bar.update(1)
+                for index, result in tick:
+                    stream = self.streams[index]
+                    for out in stream.outputs:
+                        out.write_frame(result.index, stream.current.rgb, result.labels[0])
+                    stream.frames += 1
+                    stream.keyframes += int(result.keyframe)
+                frames += len(tick)
+                bar.update(len(tick))
                 bar.set_postfix(fps=f"{frames / (time.perf_counter() - started):.1f}", refresh=False)
-                if limit and frames >= limit:
-                    break
         finally:
             bar.close()
         wall = time.perf_counter() - started
-        for out in self.outputs:
-            out.close()
-        self.outputs = []
-        return self._stats(frames, keyframes, wall)
+        for stream in self.streams:
+            for out in stream.outputs:
+                out.close()
+            stream.outputs = []
+        return self._stats(wall)
 
-    def _stats(self, frames: int, keyframes: int, wall: float) -> dict:
-        reader, manifest = self.reader, self.manifest
+    def _stats(self, wall: float) -> dict:
+        manifest = self.manifest
+        per_stream = [st.stats(self.args.max_frames) for st in self.streams]
+        frames = sum(s["frames"] for s in per_stream)
         stats = {
-            "video": str(self.args.video), "video_size": list(reader.size), "video_fps": float(reader.fps),
-            "frames": frames, "keyframes": keyframes, "interval": self.args.interval,
-            "expected_frames": reader.expected_frames,
-            "lost_frames": 0 if self.args.max_frames else reader.lost_frames,
-            "damaged_packets": reader.damaged_packets,
+            **(per_stream[0] if len(per_stream) == 1 else {}),
+            "frames": frames, "keyframes": sum(s["keyframes"] for s in per_stream),
+            "lost_frames": sum(s["lost_frames"] for s in per_stream), "interval": self.args.interval,
             "wall_seconds": round(wall, 3), "fps": round(frames / wall, 2), "load_seconds": round(self.load_seconds, 3),
             "backend": self.backend.name, "backend_detail": self.backend.describe(),
             "engine_size": list(manifest.frame_size), "keyframe_net": manifest.model["keyframe_net"],
             "engines": str(manifest.folder), "stages_ms": self.backend.timer.summary(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "streams": per_stream, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if self.args.stats is not None:
             from .outputs import write_stats
@@ -199,11 +261,11 @@ class Run:
 
     def abort(self) -> None:
         """Remove every partial output."""
-        for out in self.outputs:
-            out.abort()
-        self.outputs = []
-        if self.reader is not None:
-            self.reader.close()
+        for stream in self.streams:
+            for out in stream.outputs:
+                out.abort()
+            stream.outputs = []
+            stream.reader.close()
 
 
 def _check_engines_match(manifest, args: argparse.Namespace) -> None:
@@ -224,9 +286,9 @@ def _multiple_of_8(n: int) -> int:
 
 
 def _summary(stats: dict) -> str:
-    lost = f", {stats['lost_frames']} frames could not be decoded" if stats["lost_frames"] else ""
-    return (f"{stats['frames']} frames ({stats['keyframes']} keyframes) in {stats['wall_seconds']:.1f} s: "
-            f"{stats['fps']:.1f} FPS on {stats['backend']}{lost}")
+    streams = f" from {len(stats['streams'])} videos" if len(stats["streams"]) > 1 else ""
+    return (f"{stats['frames']} frames{streams} ({stats['keyframes']} keyframes) in {stats['wall_seconds']:.1f} s: "
+            f"{stats['fps']:.1f} FPS on {stats['backend']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,9 +343,11 @@ def main(argv: list[str] | None = None) -> int:
             raise err
         stats = outcome["stats"]
         log(_summary(stats))
-        if stats["lost_frames"]:
-            log(f"error: {args.video} is truncated or damaged: {stats['lost_frames']} of {stats['expected_frames']} "
-                f"announced frames could not be decoded; the {stats['frames']} decodable frames were segmented and written")
+        damaged = [s for s in stats["streams"] if s["lost_frames"]]
+        for s in damaged:
+            log(f"error: {s['video']} is truncated or damaged: {s['lost_frames']} of {s['expected_frames']} "
+                f"announced frames could not be decoded; the {s['frames']} decodable frames were segmented and written")
+        if damaged:
             return EXIT_LOST_FRAMES
         return 0
     finally:
