@@ -1,0 +1,1 @@
+"""Benchmarks: FPS against PyTorch eager, FLOPs and parameters."""
