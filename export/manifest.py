@@ -91,7 +91,7 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         raise ManifestError(f"engines path {folder} is not a folder; {hint}")
     path = folder / MANIFEST_NAME
     if not path.exists():
-        raise ManifestError(f"no {MANIFEST_NAME} in {folder} (nothing built there); {hint}")
+        raise ManifestError(f"no manifest.json in {folder} (nothing built there); {hint}")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
