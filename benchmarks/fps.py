@@ -25,11 +25,12 @@ from typing import Callable
 
 import numpy as np
 
+from export.manifest import STAGES
+
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
 RESULTS = REPO / "benchmarks" / "results"
 CACHE = Path(os.environ.get("GSVNET_BENCH_CACHE", Path.home() / ".cache" / "gsvnet" / "bench-engines"))
-STAGES = ("downsample", "keyframe", "flow", "warp", "intra", "guide", "filter", "labels")
 NETWORKS = ("keyframe", "flow", "intra", "guide")
 
 
@@ -220,7 +221,7 @@ def make_backends(spec: str, engines: Path, threads: int, log) -> dict:
     import torch
 
     from export.manifest import load_manifest
-    from runtime.backends import PREFERENCE, create_backend, unavailable_reason
+    from runtime.backends import GPU_BACKENDS, PREFERENCE, create_backend, unavailable_reason
 
     torch.set_num_threads(threads)
     manifest = load_manifest(engines)
@@ -228,7 +229,7 @@ def make_backends(spec: str, engines: Path, threads: int, log) -> dict:
         names = [n for n in PREFERENCE if unavailable_reason(n, manifest) is None]
     else:
         names = [n.strip() for n in spec.split(",") if n.strip()]
-    gpu = any(n in ("tensorrt", "torch-cuda", "onnxruntime-cuda") for n in names)
+    gpu = any(n in GPU_BACKENDS for n in names)
     baseline = "torch-eager-cuda" if gpu else "torch"
     backends = {}
     if gpu:  # eager PyTorch on the GPU is the baseline for GPU backends

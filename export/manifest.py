@@ -15,6 +15,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: the stage graphs of an engines folder, in build order (what each computes: export/stages.py)
+STAGES = ("downsample", "keyframe", "flow", "warp", "intra", "guide", "filter", "labels")
+
 FORMAT = "gsvnet-engines"
 VERSION = 1
 MANIFEST_NAME = "manifest.json"

@@ -30,12 +30,11 @@ from torch import nn
 
 from gsvnet import GSVNet, grid_size, ops
 
+from .manifest import STAGES
+
 BATCH = "N"
 
-#: Stages run on a keyframe and on the frames between, in order.
-KEYFRAME_STAGES = ("downsample", "keyframe")
-PROPAGATION_STAGES = ("downsample", "flow", "warp", "intra", "guide", "filter")
-ALL_STAGES = ("downsample", "keyframe", "flow", "warp", "intra", "guide", "filter", "labels")
+ALL_STAGES = STAGES
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="refuse engines built for another frame size (default: accept the engines' size)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the backend (0: the library's default)")
+    p.add_argument("--profile-stages", action="store_true",
+                   help="time every stage on GPU backends too (each stage is then synchronised, which slows them); "
+                        "CPU backends always report per-stage milliseconds")
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     return p
 
@@ -150,7 +153,7 @@ class Run:
     before an output file exists; ``process`` segments the frames; ``abort`` removes partial outputs."""
 
     def __init__(self, args: argparse.Namespace, log=print) -> None:
-        from .backends import create_backend, select_backend
+        from .backends import GPU_BACKENDS, create_backend, select_backend
         from .outputs import check_output_path
 
         self.args = args
@@ -168,7 +171,8 @@ class Run:
                 self.streams.append(Stream(video, out, labels))
             name, why = select_backend(args.backend, self.manifest)
             started = time.perf_counter()
-            self.backend = create_backend(name, self.manifest, threads=args.threads)
+            profile = args.profile_stages or name not in GPU_BACKENDS
+            self.backend = create_backend(name, self.manifest, threads=args.threads, profile=profile)
             self.load_seconds = time.perf_counter() - started
             log(f"backend: {name} ({why}); {self.backend.describe()}")
             if self.manifest.data["checkpoint"].get("random_weights"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Callable
 
-from export.manifest import Manifest
+from export.engine_compat import ENGINE_STAGES, check_engines, current_environment, rebuild_hint
+from export.manifest import Manifest, ManifestError
 
 from ..errors import UserError
 from .base import Backend, State
@@ -13,6 +14,8 @@ from .base import Backend, State
 #: most preferred first; ``auto`` takes the first available one
 PREFERENCE = ("tensorrt", "torch-cuda", "onnxruntime-cuda", "onnxruntime")
 CHOICES = ("auto", "tensorrt", "torch-cuda", "onnxruntime-cuda", "onnxruntime", "torch")
+#: backends whose work is asynchronous on a GPU (per-stage timing would synchronise them)
+GPU_BACKENDS = ("tensorrt", "torch-cuda", "onnxruntime-cuda")
 
 
 def _cuda_gpu() -> str | None:
@@ -21,6 +24,49 @@ def _cuda_gpu() -> str | None:
 
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible to PyTorch"
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def _torch_cuda_reason() -> str | None:
+    """torch sees a GPU and our CUDA kernels load on it (built with nvcc, cached)."""
+    if (why := _cuda_gpu()) is not None:
+        return why
+    try:
+        import torch
+
+        from plugins.launcher import kernels
+
+        kernels(torch.cuda.current_device())
+    except Exception as e:
+        return f"the gsvnet CUDA kernels do not load ({_first_line(e)})"
+    return None
+
+
+def _tensorrt_reason(manifest: Manifest) -> str | None:
+    """TensorRT imports, a CUDA GPU is there, and the manifest's engines were built for both."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed"
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as e:  # the bindings wheel without its libraries
+        return f"TensorRT does not import ({_first_line(e)})"
+    from plugins.launcher import gpu_unavailable_reason
+
+    if (why := gpu_unavailable_reason()) is not None:
+        return why
+    if not manifest.engines:
+        return f"the engines folder has no TensorRT engines ({rebuild_hint(manifest.folder)})"
+    try:
+        check_engines(manifest, current_environment(), ENGINE_STAGES)
+    except ManifestError as e:
+        return str(e)
+    except Exception as e:  # the GPU could not be queried
+        return f"cannot query the GPU ({_first_line(e)})"
     return None
 
 
@@ -35,15 +81,9 @@ def unavailable_reason(name: str, manifest: Manifest) -> str | None:
             return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
         return None
     if name == "torch-cuda":
-        return _cuda_gpu()
+        return _torch_cuda_reason()
     if name == "tensorrt":
-        if importlib.util.find_spec("tensorrt") is None:
-            return "TensorRT is not installed"
-        if (why := _cuda_gpu()) is not None:
-            return why
-        if not manifest.engines:
-            return "the engines folder has no TensorRT engines (build with --backend tensorrt)"
-        return None
+        return _tensorrt_reason(manifest)
     raise UserError(f"unknown backend {name!r}; choose one of: {', '.join(CHOICES)}")
 
 
@@ -68,8 +108,10 @@ def create_backend(name: str, manifest: Manifest, threads: int = 0, profile: boo
     """Instantiate backend ``name`` (use ``select_backend`` first to resolve ``auto``)."""
     factories: dict[str, Callable[[], Backend]] = {
         "onnxruntime": lambda: _onnxruntime(manifest, ["CPUExecutionProvider"], threads, profile),
-        "onnxruntime-cuda": lambda: _onnxruntime(manifest, ["CUDAExecutionProvider", "CPUExecutionProvider"], threads, profile),
+        "onnxruntime-cuda": lambda: _onnxruntime_device(manifest, threads, profile),
         "torch": lambda: _torch(manifest, "cpu", threads, profile),
+        "torch-cuda": lambda: _torch_cuda(manifest, profile),
+        "tensorrt": lambda: _tensorrt(manifest, profile),
     }
     if name not in factories:
         raise UserError(f"backend {name} is not implemented in this build; choose one of: {', '.join(sorted(factories))}")
@@ -82,10 +124,28 @@ def _onnxruntime(manifest: Manifest, providers: list[str], threads: int, profile
     return OnnxRuntimeBackend(manifest, providers, threads, profile)
 
 
+def _onnxruntime_device(manifest: Manifest, threads: int, profile: bool) -> Backend:
+    from .onnxruntime_device_backend import OnnxRuntimeDeviceBackend
+
+    return OnnxRuntimeDeviceBackend(manifest, ["CUDAExecutionProvider", "CPUExecutionProvider"], threads, profile)
+
+
+def _torch_cuda(manifest: Manifest, profile: bool) -> Backend:
+    from .torch_cuda_backend import TorchCudaBackend
+
+    return TorchCudaBackend(manifest, profile)
+
+
+def _tensorrt(manifest: Manifest, profile: bool) -> Backend:
+    from .tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(manifest, profile)
+
+
 def _torch(manifest: Manifest, device: str, threads: int, profile: bool) -> Backend:
     from .torch_backend import TorchBackend
 
     return TorchBackend(manifest, device, threads, profile)
 
 
-__all__ = ["Backend", "CHOICES", "State", "create_backend", "select_backend", "unavailable_reason"]
+__all__ = ["Backend", "CHOICES", "GPU_BACKENDS", "State", "create_backend", "select_backend", "unavailable_reason"]

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from export.manifest import Manifest, verify_file
+from export.manifest import STAGES, Manifest, verify_file
 
 from .base import Array, Backend
 
-STAGES = ("downsample", "keyframe", "flow", "warp", "intra", "guide", "filter", "labels")
 
 
 def make_session(path: Path, providers: list[str] | None = None, threads: int = 0) -> ort.InferenceSession:

@@ -112,7 +112,7 @@ def test_missing_engines_tell_the_user_to_build(real_clip, tmp_path):
 def test_help_explains_every_flag():
     proc = run_module("runtime.infer", "--help")
     assert proc.returncode == 0
-    for flag in ("--video", "--engines", "--backend", "--interval", "--out", "--labels-dir", "--stats", "--alpha",
+    for flag in ("--video", "--engines", "--backend", "--interval", "--out", "--labels-dir", "--stats", "--alpha", "--profile-stages",
                  "--max-frames", "--threads", "--no-progress"):
         assert flag in proc.stdout
     assert "default: 4" in proc.stdout  # defaults are shown

@@ -1,0 +1,305 @@
+"""FP16 TensorRT engines for every stage graph (``python -m export.build_engines --backend tensorrt``).
+
+1. FP16 graphs: the model in half precision (normalisation constants, flow and sampling grids
+   stay FP32, see ``GSVNet.half``) exported per stage to ``<stage>.fp16.onnx`` and checked in
+   onnxruntime against the FP32 model (``export.verify``); listed under ``graphs_fp16``.
+   Precision is a property of the graph: TensorRT builds a strongly typed network from it
+   (TensorRT 11 has no FP16 builder flag); a TensorRT without strong typing gets the FP16 flag.
+2. One engine per stage with Polygraphy's loaders: one optimisation profile (batch 1..max,
+   optimised for 1), the builder optimisation level, a persistent timing cache, optionally
+   version compatibility. Graphs with gsvnet:: nodes use our plugins (registered first); with
+   TensorRT >= 10.9 their AOT implementation embeds our PTX in the engine.
+3. The manifest's ``engines`` entry records what the engine is tied to (TensorRT version, GPU,
+   compute capability, settings, ONNX and plugin hashes); an engine is rebuilt only when one of
+   these changed (``export.engine_compat.engine_stale_reason``).
+
+TensorRT, Polygraphy and torch are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .engine_compat import ENGINE_STAGES, TensorRTEnvironment, engine_stale_reason, plugin_sources_sha256
+from .manifest import Manifest, ManifestError, read_manifest, sha256_file
+
+FP16_GRAPHS = "graphs_fp16"
+PLUGIN_KERNELS = {"WarpByFlow": "warp_by_flow", "ChunkFilter": "chunk_filter"}  # op -> plugins.nvcc source
+
+
+def _error(message: str) -> Exception:
+    from .build_engines import BuildError
+
+    return BuildError(message)
+
+
+# ---- pure helpers (tested on the CPU) -----------------------------------------------------------
+
+def profile_shapes(inputs: list[Mapping], max_batch: int) -> dict[str, dict[str, list[int]]]:
+    """Optimisation profile of a graph's inputs: batch 1..max_batch, optimised for 1."""
+    def at(spec: Mapping, batch: int) -> list[int]:
+        return [batch if d == "N" else int(d) for d in spec["shape"]]
+
+    return {s["name"]: {"min": at(s, 1), "opt": at(s, 1), "max": at(s, max_batch)} for s in inputs}
+
+
+def builder_settings(args: argparse.Namespace, strongly_typed: bool, plugin_mode: str | None) -> dict:
+    """Everything chosen at build time that changes the engine (part of the staleness check)."""
+    return {"max_batch": int(args.max_batch), "opt_batch": 1, "opt_level": int(args.opt_level),
+            "version_compatible": bool(args.version_compatible),
+            "typing": "strongly-typed" if strongly_typed else "fp16-flag", "plugin_mode": plugin_mode}
+
+
+def engine_request(graph: Mapping, env: TensorRTEnvironment, settings: Mapping, plugin_sha: str | None) -> dict:
+    """What an engine built now from ``graph`` would be tied to (see ``engine_stale_reason``)."""
+    return {"onnx_sha256": graph["sha256"], "environment": env.to_dict(), "settings": dict(settings),
+            "plugin_sources_sha256": plugin_sha if graph.get("custom_op") else None}
+
+
+def engine_entry(stage: str, file: str, sha256: str, graph: Mapping, request: Mapping, plugins: dict | None,
+                 seconds: float) -> dict:
+    """The manifest entry of a freshly built engine."""
+    env = request["environment"]
+    settings = request["settings"]
+    return {
+        "stage": stage, "file": file, "sha256": sha256,
+        "tensorrt": env["tensorrt"], "gpu": env["gpu"], "compute_capability": env["compute_capability"],
+        "precision": "fp16", "typing": settings["typing"],
+        "onnx": {"file": graph["file"], "sha256": graph["sha256"]},
+        "inputs": list(graph["inputs"]), "outputs": list(graph["outputs"]),
+        "profile": profile_shapes(graph["inputs"], settings["max_batch"]),
+        "plugins": plugins, "plugin_sources_sha256": request["plugin_sources_sha256"],
+        "settings": dict(settings), "build_seconds": round(seconds, 1),
+    }
+
+
+# ---- FP16 graphs --------------------------------------------------------------------------------
+
+def _reusable(folder: Path, entry: Mapping | None, key: str) -> bool:
+    if not entry or entry.get("build_key") != key:
+        return False
+    path = folder / entry["file"]
+    return path.is_file() and sha256_file(path) == entry["sha256"]
+
+
+def export_fp16_graphs(manifest: Manifest, model: Any, log: Callable[[str], None] = print,
+                       previous: Manifest | None = None, stages: tuple[str, ...] = ENGINE_STAGES) -> dict[str, dict]:
+    """Export and verify ``<stage>.fp16.onnx`` for ``stages`` into the manifest's folder.
+
+    model: the FP32 GSVNet (the reference; an FP16 copy is exported). Reuses graphs of
+    ``previous`` (the manifest on disk) built from the same weights/config/size/opset.
+    Sets ``manifest.data["graphs_fp16"]``; raises BuildError naming the graphs that fail.
+    """
+    import torch
+
+    from .build_engines import _custom_op_transform
+    from .onnx_export import export_stage
+    from .stages import stage_functions, stage_table
+    from .verify import verify_stage
+
+    folder, data = manifest.folder, manifest.data
+    size, config = manifest.frame_size, model.config
+    key = data["build_key"]
+    old = (previous.data.get(FP16_GRAPHS, {}) if previous is not None else {})
+    table = stage_table(config.num_classes, config.radius, size, precision="fp16")
+    fns = stage_functions(size)
+    transform = _custom_op_transform(data["custom_ops"], config.radius)
+    half = copy.deepcopy(model).half().eval()
+    graphs: dict[str, dict] = {}
+    failures = []
+    with torch.no_grad():
+        for name in stages:
+            if _reusable(folder, old.get(name), key):
+                graphs[name] = old[name]
+                continue
+            stage, path, tmp = table[name], folder / f"{name}.fp16.onnx", folder / f".{name}.fp16.onnx.tmp"
+            try:
+                export_stage(half, stage, fns[name], tmp, data["opset"], transform)
+                check = verify_stage(model, stage, fns[name], tmp)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            log(f"  fp16 {check.line()}")
+            if not check.ok:
+                tmp.unlink(missing_ok=True)
+                failures.append(name)
+                continue
+            tmp.replace(path)
+            graphs[name] = {
+                "file": path.name, "sha256": sha256_file(path), "opset": data["opset"], "precision": "fp16",
+                "inputs": [s.to_dict() for s in stage.inputs], "outputs": [s.to_dict() for s in stage.outputs],
+                "custom_op": stage.custom_op if data["custom_ops"] == "function" else None,
+                "verification": check.to_dict(), "build_key": key,
+            }
+    if failures:
+        raise _error(f"FP16 graphs disagree with the FP32 model beyond tolerance for: {', '.join(failures)} "
+                     "(see the lines above); no engine was built")
+    data[FP16_GRAPHS] = graphs
+    return graphs
+
+
+# ---- engines -------------------------------------------------------------------------------------
+
+def _tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except Exception as e:  # ImportError, or the bindings wheel without its libraries (OSError)
+        from .build_engines import TENSORRT_MISSING
+
+        raise _error(f"{TENSORRT_MISSING} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return trt
+
+
+def _plugin_mode(trt: Any) -> str:
+    """'aot' (PTX embedded in the engine, no Python at run time) where TensorRT has it, else 'jit'."""
+    import tensorrt.plugin as trtp
+
+    flags = trt.NetworkDefinitionCreationFlag
+    return "aot" if hasattr(trtp, "aot_impl") and hasattr(flags, "PREFER_AOT_PYTHON_PLUGINS") else "jit"
+
+
+def _parse(trt: Any, path: Path, strongly_typed: bool, plugin_mode: str | None) -> tuple:
+    """(builder, network, parser) for the ONNX file. Polygraphy's NetworkFromOnnxPath where no
+    plugin preference is needed; its loaders take no such flag, so that case does the same steps."""
+    from polygraphy.backend.trt import NetworkFromOnnxPath
+    from polygraphy.backend.trt.util import get_trt_logger
+
+    flags = trt.NetworkDefinitionCreationFlag
+    preference = None
+    if plugin_mode is not None and hasattr(flags, "PREFER_AOT_PYTHON_PLUGINS"):
+        preference = flags.PREFER_AOT_PYTHON_PLUGINS if plugin_mode == "aot" else flags.PREFER_JIT_PYTHON_PLUGINS
+    if preference is None:
+        return NetworkFromOnnxPath(str(path), strongly_typed=strongly_typed)()
+    builder = trt.Builder(get_trt_logger())
+    network = builder.create_network((1 << int(preference)) | ((1 << int(flags.STRONGLY_TYPED)) if strongly_typed else 0))
+    parser = trt.OnnxParser(network, get_trt_logger())
+    if not parser.parse_from_file(str(path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise _error(f"TensorRT cannot parse {path}: {errors or 'unknown parser error'}")
+    return builder, network, parser
+
+
+def _plugin_layers(network: Any) -> list[str]:
+    """Names of the plugin layers TensorRT's parser created (empty: the function bodies were inlined)."""
+    return [layer.name for layer in (network.get_layer(i) for i in range(network.num_layers))
+            if layer.type.name.startswith("PLUGIN")]
+
+
+def _write_atomic(path: Path, blob: Any) -> str:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return sha256_file(path)
+
+
+def _build_engine(trt: Any, folder: Path, stage: str, graph: Mapping, request: Mapping, timing_cache: Path) -> dict:
+    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, Profile
+    from polygraphy.exception import PolygraphyException
+    from polygraphy.logger import G_LOGGER
+
+    settings = request["settings"]
+    started = time.perf_counter()
+    try:
+        with G_LOGGER.verbosity(G_LOGGER.ERROR):
+            network = _parse(trt, folder / graph["file"], settings["typing"] == "strongly-typed", settings["plugin_mode"])
+            plugin_layers = _plugin_layers(network[1])
+            profile = Profile()
+            for name, shapes in profile_shapes(graph["inputs"], settings["max_batch"]).items():
+                profile.add(name, min=shapes["min"], opt=shapes["opt"], max=shapes["max"])
+            config = CreateConfig(fp16=settings["typing"] == "fp16-flag", profiles=[profile],
+                                  load_timing_cache=str(timing_cache), builder_optimization_level=settings["opt_level"],
+                                  version_compatible=settings["version_compatible"] or None)
+            blob = EngineBytesFromNetwork(network, config=config, save_timing_cache=str(timing_cache))()
+    except PolygraphyException as e:
+        raise _error(f"TensorRT could not build the '{stage}' engine: {str(e).splitlines()[0]}") from None
+    path = folder / f"{stage}.engine"
+    sha = _write_atomic(path, blob)
+    plugins = None
+    if plugin_layers:
+        from plugins import nvcc
+
+        kernel = PLUGIN_KERNELS.get(graph.get("custom_op") or "", "")
+        ptx = {}
+        if settings["plugin_mode"] == "aot" and kernel:
+            ptx[kernel] = hashlib.sha256(nvcc.build(kernel, nvcc.DEFAULT_PTX_ARCH, "ptx")).hexdigest()
+        plugins = {"ids": [f"gsvnet::{graph.get('custom_op')}"], "layers": plugin_layers,
+                   "mode": settings["plugin_mode"], "ptx_sha256": ptx}
+    return engine_entry(stage, path.name, sha, graph, request, plugins, time.perf_counter() - started)
+
+
+def _previous(folder: Path) -> Manifest | None:
+    try:
+        return read_manifest(folder)
+    except ManifestError:
+        return None
+
+
+def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namespace, log: Callable[[str], None]) -> None:
+    """FP16 graphs + one engine per stage into ``manifest.folder``; fills ``graphs_fp16`` and
+    ``engines`` and saves the manifest after every engine (an interrupted build keeps its work)."""
+    from export.onnx_export import MAX_BATCH
+
+    from .engine_compat import current_environment
+
+    trt = _tensorrt()
+    if not 1 <= args.max_batch <= MAX_BATCH:
+        raise _error(f"--max-batch must be in 1..{MAX_BATCH}, got {args.max_batch}")
+    try:
+        env = current_environment()
+    except Exception as e:
+        raise _error(f"no usable CUDA GPU for TensorRT ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                     "build engines on the machine that will run them, or use --backend onnx") from None
+    folder = manifest.folder
+    previous = None if args.force else _previous(folder)
+    export_fp16_graphs(manifest, model, log, previous)
+    graphs = manifest.data[FP16_GRAPHS]
+
+    needs_plugins = any(g.get("custom_op") for g in graphs.values())
+    plugin_sha, plugin_mode = None, None
+    if needs_plugins:
+        from plugins import nvcc, tensorrt_plugins
+
+        if nvcc.find_nvcc() is None:
+            raise _error("the gsvnet plugins' kernels are built with nvcc, which is not installed here; "
+                         "install the CUDA toolkit, or export plain graphs with --custom-ops none")
+        try:
+            tensorrt_plugins.register()
+        except ImportError as e:
+            raise _error(f"TensorRT {trt.__version__} has no usable tensorrt.plugin for the gsvnet plugins "
+                         f"({str(e).splitlines()[0] if str(e) else 'ImportError'}); use TensorRT >= 10.10, "
+                         "or export plain graphs with --custom-ops none") from None
+        plugin_sha, plugin_mode = plugin_sources_sha256(), _plugin_mode(trt)
+    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    timing_cache = Path(args.timing_cache) if args.timing_cache else folder / "timing.cache"
+    candidates = {**(previous.engines if previous is not None else {}), **manifest.engines}
+    engines: dict[str, dict] = {}
+    manifest.data["engines"] = engines
+    reused, built = [], []
+    log(f"TensorRT engines for {env.describe()} (max batch {args.max_batch}, opt level {args.opt_level}"
+        f"{', version-compatible' if args.version_compatible else ''})")
+    for stage in ENGINE_STAGES:
+        graph = graphs[stage]
+        settings = builder_settings(args, strongly_typed, plugin_mode if graph.get("custom_op") else None)
+        request = engine_request(graph, env, settings, plugin_sha)
+        why = "--force" if args.force else engine_stale_reason(folder, candidates.get(stage), request)
+        if why is None:
+            engines[stage] = candidates[stage]
+            reused.append(stage)
+            continue
+        log(f"  engine {stage:<10} building ({why})")
+        engines[stage] = _build_engine(trt, folder, stage, graph, request, timing_cache)
+        built.append(stage)
+        manifest.save()
+    log(f"engines: built {', '.join(built) or 'none'}; reused {', '.join(reused) or 'none'} (unchanged graph, "
+        f"TensorRT, GPU, settings and plugins); timing cache {timing_cache}")

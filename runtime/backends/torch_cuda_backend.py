@@ -1,0 +1,190 @@
+"""torch-cuda backend: the PyTorch modules in FP16 channels-last on a CUDA GPU, our CUDA kernels
+for the warp, the chunk filter and the edge map, and the propagation step in a CUDA graph.
+
+For GPU machines without TensorRT, and the honest "best PyTorch" point of the benchmarks:
+- the GSVNet comes from the engines folder's checkpoint (model.pt, sha256-checked), ``.half()``
+  (normalisation constants stay FP32) and ``channels_last``; cuDNN autotuning on;
+- warp / edge map / chunk filter: ``plugins.launcher`` kernels on the tensors' pointers and
+  torch's current stream (the warp writes the argmax labels the edge map needs as an epilogue);
+- static image and state tensors per batch size, two state slots (``state_slots``); the
+  propagation step of each slot direction is warmed up on a side stream, captured once with
+  ``torch.cuda.CUDAGraph`` and replayed;
+- labels (bilinear upsample + argmax) on the GPU, uint8 back through pinned memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from export.manifest import Manifest, verify_file
+from gsvnet import load_checkpoint, ops
+
+from .base import Array, Backend, State, resize_labels_nearest
+from .state_slots import StateSlots
+
+WARMUP = 3  # eager runs on a side stream before a capture (cuDNN autotuning, kernel loading)
+
+
+class _Static:
+    """The fixed tensors of one batch size."""
+
+    def __init__(self, n: int, frame: tuple[int, int], grid: tuple[int, int], classes: int, device: torch.device) -> None:
+        h, w = grid
+        half = dict(dtype=torch.float16, device=device)
+        self.image = torch.zeros((n, *frame, 3), dtype=torch.uint8, device=device)
+        self.image_host = torch.empty((n, *frame, 3), dtype=torch.uint8).pin_memory()
+        self.labels_host = torch.empty((n, *frame), dtype=torch.uint8).pin_memory()
+        self.uploaded = torch.cuda.Event()  # the last upload has finished reading image_host
+        self.slots_state = tuple(State(torch.zeros((n, classes, h, w), **half), torch.zeros((n, 3, h, w), **half))
+                                 for _ in (0, 1))
+        self.warped = torch.zeros((n, classes, h, w), **half)
+        self.argmax = torch.zeros((n, h, w), dtype=torch.int32, device=device)
+        self.edge = torch.zeros((n, 1, h, w), dtype=torch.float32, device=device)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.slots = StateSlots(self.slots_state, lambda dst, src: dst.copy_(src), lambda src: src.clone())
+
+
+class TorchCudaBackend(Backend):
+    name = "torch-cuda"
+    is_async = True
+
+    def __init__(self, manifest: Manifest, profile: bool = True, use_graphs: bool = True, device: int | None = None) -> None:
+        from plugins.launcher import kernels
+
+        super().__init__(manifest, profile)
+        self.device = torch.device("cuda", torch.cuda.current_device() if device is None else device)
+        torch.cuda.set_device(self.device)
+        torch.backends.cudnn.benchmark = True
+        path = verify_file(manifest, manifest.data["checkpoint"], "checkpoint")
+        model, _ = load_checkpoint(path)
+        self.model = model.half().to(self.device, memory_format=torch.channels_last).eval()
+        self.radius = model.config.radius
+        self.grid = (self.frame_size[0] // 8, self.frame_size[1] // 8)
+        self.kernels = kernels(self.device.index)
+        self.use_graphs = use_graphs
+        self._static: dict[int, _Static] = {}
+
+    # ---- pieces --------------------------------------------------------------------------------
+    def _batch(self, n: int) -> _Static:
+        if n not in self._static:
+            self._static[n] = _Static(n, self.frame_size, self.grid, self.num_classes, self.device)
+        return self._static[n]
+
+    def _upload(self, b: _Static, frames: np.ndarray) -> None:
+        with self.timer("upload"):
+            b.uploaded.synchronize()
+            np.copyto(b.image_host.numpy(), frames)
+            b.image.copy_(b.image_host, non_blocking=True)
+            b.uploaded.record(torch.cuda.current_stream(self.device))
+
+    @staticmethod
+    def _nhwc(x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def _keyframe_into(self, b: _Static, q: int) -> None:
+        model, out = self.model, b.slots_state[q]
+        out.scores.copy_(model.keyframe_scores(b.image))
+        out.small.copy_(model.downsample(b.image))
+
+    def _propagate_into(self, b: _Static, p: int, q: int) -> None:
+        """slot p -> slot q: the whole non-keyframe sequence; only fixed tensors and kernels on the current stream."""
+        model, k = self.model, self.kernels
+        prev, new = b.slots_state[p], b.slots_state[q]
+        n, c, h, w = prev.scores.shape
+        stream = torch.cuda.current_stream().cuda_stream
+        new.small.copy_(model.downsample(b.image))
+        small = self._nhwc(new.small)
+        flow = model.estimate_flow(small, self._nhwc(prev.small)).contiguous()
+        k.warp_by_flow(prev.scores.data_ptr(), flow.data_ptr(), b.warped.data_ptr(), n, c, h, w, half=True,
+                       labels=b.argmax.data_ptr(), stream=stream)
+        k.edge_map_from_labels(b.argmax.data_ptr(), b.edge.data_ptr(), n, h, w, stream=stream)
+        intra = model.intra_scores(small)
+        weights = model.guide(intra, b.edge).contiguous()
+        intra = intra.contiguous()
+        k.chunk_filter(b.warped.data_ptr(), intra.data_ptr(), weights.data_ptr(), new.scores.data_ptr(), n, c, h, w,
+                       self.radius, half=True, stream=stream)
+
+    def _capture(self, b: _Static, p: int) -> torch.cuda.CUDAGraph:
+        q = 1 - p
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(WARMUP):
+                self._propagate_into(b, p, q)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), torch.no_grad():
+            self._propagate_into(b, p, q)
+        return graph
+
+    # ---- the steps -----------------------------------------------------------------------------
+    def keyframe_step(self, frames: np.ndarray) -> State:
+        self.check_frames(frames)
+        b = self._batch(len(frames))
+        self._upload(b, frames)
+        q = b.slots.output_slot()
+        with self.timer("keyframe"), torch.no_grad(), torch.cuda.device(self.device):
+            self._keyframe_into(b, q)
+        return b.slots.hand_out(q)
+
+    def propagation_step(self, state: State, frames: np.ndarray) -> State:
+        self.check_frames(frames)
+        if state.scores.shape[0] != len(frames):
+            raise ValueError(f"state holds {state.scores.shape[0]} frames, got {len(frames)} new frames")
+        b = self._batch(len(frames))
+        self._upload(b, frames)
+        p = b.slots.input_slot(state)
+        q = b.slots.output_slot(avoid=p)
+        with self.timer("propagation_graph" if self.use_graphs else "propagation"), torch.cuda.device(self.device):
+            if not self.use_graphs:
+                with torch.no_grad():
+                    self._propagate_into(b, p, q)
+            else:
+                if p not in b.graphs:
+                    b.graphs[p] = self._capture(b, p)
+                b.graphs[p].replay()
+        return b.slots.hand_out(q)
+
+    def labels(self, state: State, size: tuple[int, int]) -> np.ndarray:
+        b = self._batch(state.scores.shape[0])
+        with self.timer("labels"), torch.no_grad():
+            labels = ops.scores_to_labels(state.scores, self.frame_size)
+        with self.timer("download"):
+            b.labels_host.copy_(labels, non_blocking=True)
+            torch.cuda.current_stream(self.device).synchronize()
+            out = b.labels_host.numpy().copy()
+        with self.timer("resize_labels"):
+            return resize_labels_nearest(out, size)
+
+    # ---- the generic interface (reference ops; for checks, not the hot path) -------------------
+    def run(self, stage: str, *inputs: Array) -> Array:
+        from export.stages import stage_functions
+
+        if not hasattr(self, "_functions"):
+            self._functions = stage_functions(self.frame_size)
+        args = [x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+                for x in inputs]
+        with torch.no_grad():
+            return self._functions[stage](self.model, *args)
+
+    def upload(self, frames: np.ndarray) -> Array:
+        return torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+
+    def download(self, labels: Array) -> np.ndarray:
+        return labels.cpu().numpy()
+
+    def concat(self, arrays: list[Array]) -> Array:
+        return torch.cat(arrays, dim=0)
+
+    def split(self, array: Array, sizes: list[int]) -> list[Array]:
+        """Copies, not views: pieces must outlive the slot the array may live in."""
+        return [piece.clone() for piece in torch.split(array, sizes, dim=0)]
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+    def describe(self) -> str:
+        name = torch.cuda.get_device_name(self.device)
+        graphs = "CUDA graphs on" if self.use_graphs else "eager"
+        return f"torch {torch.__version__} on {name}, FP16 channels-last + gsvnet CUDA kernels, {graphs}"
