@@ -27,6 +27,8 @@ from .errors import UserError
 DEFAULT_ENGINES = Path("engines")
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 EXIT_LOST_FRAMES = 3  # outputs are complete for every decodable frame, but frames were lost
+#: errors the user can fix: printed as one line, exit status 2 (or their own exit_code)
+USER_ERRORS = (UserError, ManifestError, CheckpointError)
 
 
 def positive_int(text: str) -> int:
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             run = Run(args, log)
-        except (UserError, ManifestError, CheckpointError) as e:
+        except USER_ERRORS as e:
             log(f"error: {e}")
             return getattr(e, "exit_code", 2)
         if received:
@@ -339,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in outcome:
             run.abort()
             err = outcome["error"]
-            if isinstance(err, (UserError, ManifestError, CheckpointError)):
+            if isinstance(err, USER_ERRORS):
                 log(f"error: {err}")
                 return getattr(err, "exit_code", 2)
             if isinstance(err, Interrupted):
