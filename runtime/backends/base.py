@@ -117,8 +117,12 @@ class Backend(ABC):
     def split_state(self, state: State, sizes: list[int]) -> list[State]:
         return [State(a, b) for a, b in zip(self.split(state.scores, sizes), self.split(state.small, sizes))]
 
+    def engine_labels(self, scores: Array) -> np.ndarray:
+        """uint8 labels [N,H,W] at the engine size on the host (the ``labels`` stage)."""
+        return self.download(self._stage("labels", scores))
+
     def labels(self, state: State, size: tuple[int, int]) -> np.ndarray:
         """uint8 [N,size]: labels at the engine size, resized (nearest) to ``size`` if it differs."""
-        labels = self.download(self._stage("labels", state.scores))
+        labels = self.engine_labels(state.scores)
         with self.timer("resize_labels"):
             return resize_labels_nearest(labels, size)

@@ -9,6 +9,7 @@ import onnxruntime as ort
 
 from export.manifest import STAGES, Manifest, verify_file
 
+from ..labels import upsample_argmax_x8
 from .base import Array, Backend
 
 
@@ -44,6 +45,11 @@ class OnnxRuntimeBackend(Backend):
     def run(self, stage: str, *inputs: Array) -> Array:
         feeds = dict(zip(self.input_names[stage], inputs))
         return self.sessions[stage].run([self.output_names[stage]], feeds, self.run_options)[0]
+
+    def engine_labels(self, scores: Array) -> np.ndarray:
+        """The labels stage without upsampling every class (runtime/labels.py; same labels up to exact ties)."""
+        with self.timer("labels"):
+            return upsample_argmax_x8(scores)
 
     def cancel(self) -> None:
         self.run_options.terminate = True

@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from export.manifest import Manifest
 
-from .base import Array
+from .base import Array, Backend
 from .onnxruntime_backend import OnnxRuntimeBackend
 
 
@@ -41,6 +41,10 @@ class OnnxRuntimeDeviceBackend(OnnxRuntimeBackend):
 
     def upload(self, frames: np.ndarray) -> Array:
         return self._value(frames)
+
+    def engine_labels(self, scores: Array) -> np.ndarray:
+        """The labels graph on the device: only the uint8 labels come back."""
+        return Backend.engine_labels(self, scores)
 
     def download(self, labels: Array) -> np.ndarray:
         return labels.numpy() if isinstance(labels, ort.OrtValue) else np.asarray(labels)
