@@ -13,7 +13,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .manifest import FORMAT, MANIFEST_NAME, VERSION, Manifest, ManifestError, read_manifest, sha256_file, write_json_atomic
+from .manifest import (FORMAT, MANIFEST_NAME, STAGES, VERSION, Manifest, ManifestError, read_manifest, sha256_file,
+                       write_json_atomic)
 
 DEFAULT_SIZE = (1024, 2048)
 DEFAULT_OUT = Path("engines")
@@ -186,14 +187,9 @@ def _up_to_date(out: Path, key: str) -> Manifest | None:
 
 def build(args: argparse.Namespace, log=print) -> Manifest:
     """Do the whole build; raises BuildError / ManifestError / CheckpointError with one-line messages."""
-    import torch
-    from tqdm import tqdm
-
     from gsvnet import grid_size, key_size, save_checkpoint
 
-    from .onnx_export import export_stage
-    from .stages import ALL_STAGES, stage_functions, stage_table
-    from .verify import verify_stage
+    from .graphs import export_graphs
 
     want_trt = args.backend == "tensorrt" or (args.backend == "auto" and tensorrt_available())
     if args.backend == "tensorrt" and not tensorrt_available():
@@ -225,39 +221,11 @@ def build(args: argparse.Namespace, log=print) -> Manifest:
     ckpt_path = out / CHECKPOINT_FILE
     if reuse is None:
         save_checkpoint(ckpt_path, model, metadata={"exported_from": ckpt_info["source"], **ckpt_info["metadata"]})
-    table = stage_table(config.num_classes, config.radius, args.size)
-    fns = stage_functions(args.size)
-    transform = _custom_op_transform(args.custom_ops, config.radius)
-    graphs: dict[str, dict] = {}
-    failures = []
     started = time.perf_counter()
-    with torch.no_grad():
-        for name in tqdm(ALL_STAGES, desc="export", unit="graph", leave=False, disable=None):
-            stage = table[name]
-            path = out / f"{name}.onnx"
-            old = reuse.graphs.get(name) if reuse is not None else None
-            if old is not None:
-                graphs[name] = old
-                continue
-            tmp = out / f".{name}.onnx.tmp"
-            try:
-                export_stage(model, stage, fns[name], tmp, args.opset, transform)
-                check = verify_stage(model, stage, fns[name], tmp)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            log("  " + check.line())
-            if not check.ok:
-                tmp.unlink(missing_ok=True)
-                failures.append(name)
-                continue
-            tmp.replace(path)
-            graphs[name] = {
-                "file": path.name, "sha256": sha256_file(path), "opset": args.opset, "precision": "fp32",
-                "inputs": [s.to_dict() for s in stage.inputs], "outputs": [s.to_dict() for s in stage.outputs],
-                "custom_op": stage.custom_op if args.custom_ops == "function" else None,
-                "verification": check.to_dict(),
-            }
+    graphs, failures = export_graphs(
+        model, args.size, out, precision="fp32", opset=args.opset, custom_ops=args.custom_ops, build_key=key,
+        stages=STAGES, reuse=reuse.graphs if reuse is not None else {},
+        transform=_custom_op_transform(args.custom_ops, config.radius), log=log)
     if failures:
         raise BuildError(f"onnxruntime disagrees with PyTorch beyond tolerance for: {', '.join(failures)} "
                          f"(see the lines above); no manifest was written")

@@ -19,7 +19,6 @@ TensorRT, Polygraphy and torch are imported inside the functions that need them.
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import os
 import time
@@ -96,47 +95,17 @@ def export_fp16_graphs(manifest: Manifest, model: Any, log: Callable[[str], None
     ``previous`` (the manifest on disk) built from the same weights/config/size/opset.
     Sets ``manifest.data["graphs_fp16"]``; raises BuildError naming the graphs that fail.
     """
-    import torch
-
     from .build_engines import _custom_op_transform
-    from .onnx_export import export_stage
-    from .stages import stage_functions, stage_table
-    from .verify import verify_stage
+    from .graphs import export_graphs
 
     folder, data = manifest.folder, manifest.data
-    size, config = manifest.frame_size, model.config
     key = data["build_key"]
     old = (previous.data.get(FP16_GRAPHS, {}) if previous is not None else {})
-    table = stage_table(config.num_classes, config.radius, size, precision="fp16")
-    fns = stage_functions(size)
-    transform = _custom_op_transform(data["custom_ops"], config.radius)
-    half = copy.deepcopy(model).half().eval()
-    graphs: dict[str, dict] = {}
-    failures = []
-    with torch.no_grad():
-        for name in stages:
-            if _reusable(folder, old.get(name), key):
-                graphs[name] = old[name]
-                continue
-            stage, path, tmp = table[name], folder / f"{name}.fp16.onnx", folder / f".{name}.fp16.onnx.tmp"
-            try:
-                export_stage(half, stage, fns[name], tmp, data["opset"], transform)
-                check = verify_stage(model, stage, fns[name], tmp)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            log(f"  fp16 {check.line()}")
-            if not check.ok:
-                tmp.unlink(missing_ok=True)
-                failures.append(name)
-                continue
-            tmp.replace(path)
-            graphs[name] = {
-                "file": path.name, "sha256": sha256_file(path), "opset": data["opset"], "precision": "fp16",
-                "inputs": [s.to_dict() for s in stage.inputs], "outputs": [s.to_dict() for s in stage.outputs],
-                "custom_op": stage.custom_op if data["custom_ops"] == "function" else None,
-                "verification": check.to_dict(), "build_key": key,
-            }
+    reuse = {name: old[name] for name in stages if _reusable(folder, old.get(name), key)}
+    graphs, failures = export_graphs(
+        model, manifest.frame_size, folder, precision="fp16", opset=data["opset"], custom_ops=data["custom_ops"],
+        build_key=key, stages=stages, reuse=reuse,
+        transform=_custom_op_transform(data["custom_ops"], model.config.radius), log=log)
     if failures:
         raise _error(f"FP16 graphs disagree with the FP32 model beyond tolerance for: {', '.join(failures)} "
                      "(see the lines above); no engine was built")

@@ -41,7 +41,21 @@ def camvid_dir() -> Path:
 ENGINE_SIZE = (136, 240)  # the real clip (540x960) at 1/4, rounded up to multiples of 8
 
 
-def run_module(module: str, *args: str, cwd: Path | None = None, timeout: int = 900) -> "subprocess.CompletedProcess[str]":
+def clip_frames(clip: Path, n: int, size: tuple[int, int] = ENGINE_SIZE) -> list[np.ndarray]:
+    """The first ``n`` frames of a video resized to ``size``, as uint8 [1,H,W,3] batches."""
+    from runtime.video import VideoReader, resize_rgb
+
+    out = []
+    reader = VideoReader(clip)
+    for decoded in reader:
+        out.append(resize_rgb(decoded.rgb, size)[None])
+        if len(out) == n:
+            break
+    reader.close()
+    return out
+
+
+def run_module(module: str, *args: str, cwd: Path | None = None, timeout: int = 900):
     """Run ``python -m module args`` as a user would (repo on PYTHONPATH, output captured)."""
     import os
     import subprocess

@@ -17,11 +17,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from export.manifest import Manifest, verify_file
-from gsvnet import load_checkpoint, ops
+from export.manifest import Manifest
+from gsvnet import ops
 
-from .base import Array, Backend, State, resize_labels_nearest
+from .base import Array, State, resize_labels_nearest
 from .state_slots import StateSlots
+from .torch_backend import TorchBackend
 
 WARMUP = 3  # eager runs on a side stream before a capture (cuDNN autotuning, kernel loading)
 
@@ -45,21 +46,20 @@ class _Static:
         self.slots = StateSlots(self.slots_state, lambda dst, src: dst.copy_(src), lambda src: src.clone())
 
 
-class TorchCudaBackend(Backend):
+class TorchCudaBackend(TorchBackend):
+    """The eager ``TorchBackend`` on a GPU in FP16, with our kernels and CUDA graphs for the steps."""
+
     name = "torch-cuda"
-    is_async = True
 
     def __init__(self, manifest: Manifest, profile: bool = True, use_graphs: bool = True, device: int | None = None) -> None:
         from plugins.launcher import kernels
 
-        super().__init__(manifest, profile)
-        self.device = torch.device("cuda", torch.cuda.current_device() if device is None else device)
+        index = torch.cuda.current_device() if device is None else device
+        super().__init__(manifest, device=f"cuda:{index}", profile=profile)
         torch.cuda.set_device(self.device)
         torch.backends.cudnn.benchmark = True
-        path = verify_file(manifest, manifest.data["checkpoint"], "checkpoint")
-        model, _ = load_checkpoint(path)
-        self.model = model.half().to(self.device, memory_format=torch.channels_last).eval()
-        self.radius = model.config.radius
+        self.model = self.model.half().to(memory_format=torch.channels_last).eval()
+        self.radius = self.model.config.radius
         self.grid = (self.frame_size[0] // 8, self.frame_size[1] // 8)
         self.kernels = kernels(self.device.index)
         self.use_graphs = use_graphs
@@ -157,32 +157,14 @@ class TorchCudaBackend(Backend):
         with self.timer("resize_labels"):
             return resize_labels_nearest(out, size)
 
-    # ---- the generic interface (reference ops; for checks, not the hot path) -------------------
+    # ---- the generic interface: TorchBackend's (the reference ops, for checks, not the hot path) ----
     def run(self, stage: str, *inputs: Array) -> Array:
-        from export.stages import stage_functions
-
-        if not hasattr(self, "_functions"):
-            self._functions = stage_functions(self.frame_size)
-        args = [x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
-                for x in inputs]
-        with torch.no_grad():
-            return self._functions[stage](self.model, *args)
-
-    def upload(self, frames: np.ndarray) -> Array:
-        return torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
-
-    def download(self, labels: Array) -> np.ndarray:
-        return labels.cpu().numpy()
-
-    def concat(self, arrays: list[Array]) -> Array:
-        return torch.cat(arrays, dim=0)
+        args = [x if isinstance(x, torch.Tensor) else self.upload(x) for x in inputs]
+        return super().run(stage, *args)
 
     def split(self, array: Array, sizes: list[int]) -> list[Array]:
         """Copies, not views: pieces must outlive the slot the array may live in."""
         return [piece.clone() for piece in torch.split(array, sizes, dim=0)]
-
-    def synchronize(self) -> None:
-        torch.cuda.synchronize(self.device)
 
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.device)

@@ -99,9 +99,7 @@ def test_failed_verification_writes_no_manifest(tmp_path, monkeypatch):
     args = build_engines.build_parser().parse_args(
         ["--random-weights", "--out", str(tmp_path / "e"), "--size", "32x32", "--backend", "onnx"])
     monkeypatch.setattr(build_engines, "_custom_op_transform", lambda mode, radius: None)
-    import export.stages as stages
-
-    monkeypatch.setattr(stages, "ALL_STAGES", ("intra",))
+    monkeypatch.setattr(build_engines, "STAGES", ("intra",))
     with pytest.raises(build_engines.BuildError, match="intra"):
         build_engines.build(args, log=lambda m: None)
     assert not (tmp_path / "e" / "manifest.json").exists()

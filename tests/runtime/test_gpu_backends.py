@@ -20,21 +20,11 @@ from export.verify import FP16_TOL
 from gsvnet import KeyframeScheduler
 from runtime.backends import create_backend, select_backend, unavailable_reason
 from runtime.errors import UserError
-from runtime.video import VideoReader, resize_rgb
-from tests.conftest import ENGINE_SIZE, run_module
+from tests.conftest import ENGINE_SIZE, clip_frames, run_module
 from tests.export.helpers import make_manifest
 
 CLIP_FRAMES = 16
 INTERVAL = 4
-
-
-def clip_frames(clip: Path, n: int = CLIP_FRAMES) -> list[np.ndarray]:
-    out = []
-    for decoded in VideoReader(clip):
-        out.append(resize_rgb(decoded.rgb, ENGINE_SIZE)[None])
-        if len(out) == n:
-            break
-    return out
 
 
 def clip_labels(backend, frames: list[np.ndarray]) -> np.ndarray:
@@ -129,7 +119,7 @@ def torch_cuda(engines):
 
 @pytest.mark.gpu
 def test_torch_cuda_labels_match_torch_cpu_fp32_on_the_real_clip(torch_cuda, engines, real_clip):
-    frames = clip_frames(real_clip)
+    frames = clip_frames(real_clip, CLIP_FRAMES)
     reference = clip_labels(create_backend("torch", load_manifest(engines)), frames)
     got = clip_labels(torch_cuda, frames)
     agreement = float(np.mean(got == reference))
@@ -220,7 +210,7 @@ def test_tensorrt_matches_onnxruntime_per_output(trt_engines, rng):
 @pytest.mark.gpu
 def test_tensorrt_labels_match_onnxruntime_on_the_real_clip(trt_engines, real_clip):
     manifest = load_manifest(trt_engines)
-    frames = clip_frames(real_clip)
+    frames = clip_frames(real_clip, CLIP_FRAMES)
     agreement = float(np.mean(clip_labels(create_backend("tensorrt", manifest), frames)
                               == clip_labels(create_backend("onnxruntime", manifest), frames)))
     print(f"tensorrt vs onnxruntime: {agreement:.4%} of pixels agree")

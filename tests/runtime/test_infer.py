@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import av
 import numpy as np
@@ -11,19 +10,9 @@ from export.manifest import load_manifest
 from gsvnet import KeyframeScheduler
 from runtime.backends import create_backend, select_backend
 from runtime.backends.base import resize_labels_nearest
-from runtime.video import VideoReader, resize_rgb
-from tests.conftest import ENGINE_SIZE, run_module
+from tests.conftest import ENGINE_SIZE, clip_frames, run_module
 
 N_FRAMES = 30
-
-
-def _clip_frames(clip: Path, n: int = N_FRAMES) -> list[np.ndarray]:
-    out = []
-    for decoded in VideoReader(clip):
-        out.append(resize_rgb(decoded.rgb, ENGINE_SIZE)[None])
-        if len(out) == n:
-            break
-    return out
 
 
 def _labels(backend, frames, interval=4, size=(540, 960)):
@@ -33,7 +22,7 @@ def _labels(backend, frames, interval=4, size=(540, 960)):
 
 def test_onnxruntime_and_torch_agree_on_the_real_clip(engines, real_clip):
     manifest = load_manifest(engines)
-    frames = _clip_frames(real_clip)
+    frames = clip_frames(real_clip, N_FRAMES)
     res_ort, ort_labels = _labels(create_backend("onnxruntime", manifest), frames)
     res_pt, pt_labels = _labels(create_backend("torch", manifest), frames)
     assert ort_labels.shape == (N_FRAMES, 540, 960) and ort_labels.dtype == np.uint8

@@ -8,14 +8,13 @@ from export.manifest import load_manifest
 from gsvnet import KeyframeScheduler
 from runtime.backends import create_backend
 from runtime.multistream import MultiStreamScheduler
-from tests.conftest import ENGINE_SIZE, run_module
-from tests.runtime.test_infer import _clip_frames
+from tests.conftest import clip_frames, run_module
 
 
 def test_streams_are_batched_and_staggered(engines, real_clip):
     manifest = load_manifest(engines)
     backend = create_backend("onnxruntime", manifest)
-    frames = _clip_frames(real_clip, 12)
+    frames = clip_frames(real_clip, 12)
     size = (540, 960)
     ticks = list(MultiStreamScheduler(backend, 4, [size, size]).run([iter(frames), iter(frames[::-1])]))
     assert len(ticks) == 12 and all([s for s, _ in t] == [0, 1] for t in ticks)
