@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from export.manifest import STAGES
+from gsvnet.provenance import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
@@ -68,16 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- environment -----------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def environment(threads: int) -> dict:
     import onnx

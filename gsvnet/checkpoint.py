@@ -31,12 +31,17 @@ def save_checkpoint(path: str | os.PathLike, model: GSVNet, metadata: Mapping | 
         state[k] = v.half() if half and v.is_floating_point() else v.clone()
     payload = {"format": FORMAT, "version": VERSION, "config": model.config.to_dict(),
                "state_dict": state, "metadata": dict(metadata or {})}
+    return atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(obj: object, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, renamed over it only once complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -85,6 +85,19 @@ def engines_manifest(args: argparse.Namespace):
     return load_manifest(args.engines)
 
 
+def same_keyframe_net(a: str | Path, b: str | Path, atol: float = 1e-2) -> bool:
+    """Whether two checkpoints hold the same keyframe weights (up to FP16 storage)."""
+    from gsvnet.checkpoint import read_checkpoint
+
+    if Path(a) == Path(b):
+        return True
+    sa, sb = read_checkpoint(a)["state_dict"], read_checkpoint(b)["state_dict"]
+    keys = [k for k in sa if k.startswith("keyframe.")]
+    return all(k in sb and sa[k].shape == sb[k].shape and
+               bool((sa[k].double() - sb[k].double()).abs().max() <= atol * (1 + sa[k].double().abs().max()))
+               for k in keys)
+
+
 # ---- commands -------------------------------------------------------------------------------
 def evaluate_camvid(args: argparse.Namespace) -> dict:
     from training.camvid import NUM_CLASSES, VOID, load_split
@@ -103,11 +116,12 @@ def evaluate_camvid(args: argparse.Namespace) -> dict:
     print(f"CamVid {args.split}: {len(frames)} images at {size[0]}x{size[1]}, scored at "
           f"{result['label_size'][0]}x{result['label_size'][1]}, {described}")
     print(format_rows([(n, v) for n, v in result["iou"].items()] + [("mean", result["miou"])], ("class", "IoU %")))
-    return {"camvid": result}
+    # the native size is "camvid"; other frame sizes get their own section so both can be kept
+    key = "camvid" if list(size) == result["label_size"] else f"camvid_{size[0]}x{size[1]}"
+    return {key: result}
 
 
 def evaluate_video(args: argparse.Namespace) -> dict:
-    from training.camvid import NUM_CLASSES
     from training.protocol import distance_confusions, summarise
     from training.validate import resize_frame
     from training.video import holdout_split, read_video
@@ -126,9 +140,12 @@ def evaluate_video(args: argparse.Namespace) -> dict:
     candidates += [("warp only (no guided filter)", args.checkpoint, "warp"), ("hold (no motion)", args.checkpoint, "hold")]
     for title, checkpoint, variant in candidates:
         runner = main_runner if variant == "full" else make_stepper(args, checkpoint, variant)
+        if not same_keyframe_net(args.checkpoint, checkpoint):
+            print(f"warning: {checkpoint} has a different keyframe net than {args.checkpoint}; "
+                  "its rows are not comparable", file=sys.stderr)
         started = time.time()
         cms = distance_confusions(runner.stepper, lambda t: resize_frame(frames[t], size), reference.get, held,
-                                  distances, NUM_CLASSES, None, held.stop - 1)
+                                  distances, len(main_runner.class_names), None, held.stop - 1)
         rows[title] = {"variant": variant, "checkpoint": str(checkpoint), "backend": runner.description,
                        **summarise(cms, args.max_distance), "seconds": round(time.time() - started, 1)}
     print(f"propagation on held-out frames {held.start}..{held.stop - 1} of {args.video} at {size[0]}x{size[1]} "
@@ -188,7 +205,7 @@ def propagation_table(rows: dict[str, dict], max_distance: int) -> str:
 
 
 def merge_json(path: Path, section: dict, args: argparse.Namespace) -> None:
-    from training.provenance import git_commit, machine_description
+    from gsvnet.provenance import git_commit, machine_description
 
     data = json.loads(path.read_text()) if path.is_file() else {}
     data.setdefault("runs", {})

@@ -1,0 +1,80 @@
+"""A video clip prepared for propagation training: everything on the 1/8 grid.
+
+The keyframe net is frozen, so its scores on every frame are computed once and cached; the
+propagation nets only ever see 1/8-grid tensors, which makes end-to-end training cheap on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gsvnet import GSVNet
+
+
+@dataclass
+class PreparedClip:
+    small: torch.Tensor  # [T,3,h,w] normalised 1/8 frames (GSVNet.downsample)
+    scores: torch.Tensor  # [T,C,h,w] frozen keyframe net scores on the 1/8 grid
+    flow_forward: torch.Tensor  # [T,2,h,w] DIS flow t -> t-1 (grid pixels; zero at t=0)
+    flow_reverse: torch.Tensor  # [T,2,h,w] DIS flow t -> t+1 (zero at the last frame)
+
+    @property
+    def teacher(self) -> torch.Tensor:
+        """[T,h,w] int64: the keyframe net's own label on every frame (the distillation target)."""
+        return self.scores.argmax(dim=1)
+
+    def to(self, device: torch.device | str) -> "PreparedClip":
+        """The same clip with every tensor on ``device`` (training runs there)."""
+        return PreparedClip(*(t.to(device) for t in (self.small, self.scores, self.flow_forward, self.flow_reverse)))
+
+    def frames(self, index: range) -> "PreparedClip":
+        sl = slice(index.start, index.stop)
+        return PreparedClip(self.small[sl], self.scores[sl], self.flow_forward[sl], self.flow_reverse[sl])
+
+
+def keyframe_scores(model: GSVNet, frames: np.ndarray, batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """(small [T,3,h,w], scores [T,C,h,w]) of uint8 frames [T,H,W,3] with the model's keyframe path
+    (run on the model's device, returned on the CPU)."""
+    smalls, scores = [], []
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(frames), batch):
+            x = torch.from_numpy(np.ascontiguousarray(frames[i : i + batch])).to(model.mean.device)
+            smalls.append(model.downsample(x).cpu())
+            scores.append(model.keyframe_scores(x).cpu())
+    return torch.cat(smalls), torch.cat(scores)
+
+
+def sample_sequences(clip: PreparedClip, starts: np.ndarray, length: int, reverse: np.ndarray, flip: np.ndarray,
+                     crop: tuple[int, int] | None, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """A batch of ``length``+1 consecutive frames per start index (keyframe first).
+
+    reverse[b] plays the sequence backwards (starting at starts[b] + length), flip[b] mirrors it
+    horizontally; crop takes one random (h, w) window per sequence. Returns
+    small [B,L+1,3,h,w], scores [B,L+1,C,h,w], flow [B,L+1,2,h,w] (flow[:,i] = i -> i-1, DIS),
+    teacher [B,L+1,h,w].
+    """
+    out: dict[str, list[torch.Tensor]] = {"small": [], "scores": [], "flow": [], "teacher": []}
+    h, w = clip.small.shape[-2:]
+    for b, start in enumerate(starts):
+        idx = np.arange(start, start + length + 1)
+        flows = clip.flow_forward
+        if reverse[b]:
+            idx = idx[::-1].copy()
+            flows = clip.flow_reverse
+        items = {"small": clip.small[idx], "scores": clip.scores[idx], "flow": flows[idx].clone()}
+        items["flow"][0] = 0.0  # the keyframe has no predecessor in the sequence
+        if flip[b]:
+            items = {k: v.flip(-1) for k, v in items.items()}
+            items["flow"][:, 0] = -items["flow"][:, 0]
+        if crop is not None:
+            ch, cw = min(crop[0], h), min(crop[1], w)
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            items = {k: v[..., y : y + ch, x : x + cw] for k, v in items.items()}
+        items["teacher"] = items["scores"].argmax(dim=1)
+        for k, v in items.items():
+            out[k].append(v)
+    return {k: torch.stack(v) for k, v in out.items()}

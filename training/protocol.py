@@ -1,0 +1,62 @@
+"""The paper's propagation accuracy protocol (after Accel / DFF), for any ``Stepper``.
+
+A keyframe at frame s is segmented by the keyframe path and propagated recursively; the output
+at distance d = 1..max_distance (frame s+d) is scored against a reference label map: the
+ground truth where it exists (Cityscapes frame 20), or the keyframe net's own prediction on that
+frame (video without labels). D(d) is the mIoU over all scored frames at distance d.
+
+Summaries for l = 1..max_distance frames propagated after a keyframe:
+  avg(l) = mean of D(1..l)   (every propagated frame of the interval),
+  min(l) = D(l)              (the farthest frame, hit hardest by error accumulation).
+The paper's Table 1/4 "keyframe interval L" includes the keyframe itself: its avg is the mean of
+D(0..L-1) and its min is D(L-1); both follow from ``miou_by_distance`` (D(0) is stored too).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from gsvnet.loop import Stepper
+
+from .metrics import ConfusionMatrix
+
+#: frame index -> reference labels [H',W'] (any integer dtype), or None where the frame is unlabelled
+Reference = Callable[[int], "np.ndarray | None"]
+
+
+def distance_confusions(stepper: Stepper, frame: Callable[[int], np.ndarray], reference: Reference,
+                        keyframes: Iterable[int], distances: Sequence[int], num_classes: int,
+                        ignore: int | None, last_frame: int,
+                        cms: dict[int, ConfusionMatrix] | None = None) -> dict[int, ConfusionMatrix]:
+    """Confusion matrix per distance d (0 = the keyframe itself), accumulated into ``cms`` if given.
+
+    frame(i): uint8 [H,W,3] frame i at the stepper's frame size; reference(i): labels of frame i
+    or None; keyframes: indices s; the output at s+d is scored for every d in ``distances`` with
+    s+d <= last_frame and a reference label. Labels are produced at the reference's resolution.
+    """
+    if cms is None:
+        cms = {d: ConfusionMatrix(num_classes, ignore) for d in distances}
+    farthest = max(distances)
+    for s in keyframes:
+        state = None
+        for d in range(0, farthest + 1):
+            t = s + d
+            if t > last_frame:
+                break
+            batch = frame(t)[None]
+            state = stepper.keyframe_step(batch) if state is None else stepper.propagation_step(state, batch)
+            truth = reference(t) if d in distances else None
+            if truth is not None:
+                labels = np.asarray(stepper.labels(state, truth.shape[:2]))[0]
+                cms[d].update(truth, labels)
+    return cms
+
+
+def summarise(cms: dict[int, ConfusionMatrix], max_distance: int) -> dict:
+    """{"miou_by_distance": {d: D(d)}, "avg": {l: avg(l)}, "min": {l: min(l)}}, mIoU in 0..1."""
+    by_distance = {d: cm.miou() for d, cm in sorted(cms.items())}
+    avg = {l: float(np.mean([by_distance[d] for d in range(1, l + 1)])) for l in range(1, max_distance + 1)}
+    low = {l: by_distance[l] for l in range(1, max_distance + 1)}
+    return {"miou_by_distance": by_distance, "avg": avg, "min": low}

