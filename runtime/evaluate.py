@@ -53,6 +53,7 @@ class Runner:
     frame_size: tuple[int, int] | None  # None: any multiple of 8 (the PyTorch reference)
     description: str
     class_names: list[str]
+    backend: str = REFERENCE  # the resolved backend name
 
 
 def make_stepper(args: argparse.Namespace, checkpoint: str | Path, variant: str = "full") -> Runner:
@@ -74,7 +75,7 @@ def make_stepper(args: argparse.Namespace, checkpoint: str | Path, variant: str 
     name, why = select_backend(args.backend, manifest)
     backend = create_backend(name, manifest, threads=args.threads, profile=False)
     return Runner(backend, tuple(backend.frame_size), f"{name} ({why}; engines {args.engines})",
-                  list(manifest.model["class_names"]))
+                  list(manifest.model["class_names"]), name)
 
 
 def engines_manifest(args: argparse.Namespace):
@@ -116,8 +117,10 @@ def evaluate_camvid(args: argparse.Namespace) -> dict:
     print(f"CamVid {args.split}: {len(frames)} images at {size[0]}x{size[1]}, scored at "
           f"{result['label_size'][0]}x{result['label_size'][1]}, {described}")
     print(format_rows([(n, v) for n, v in result["iou"].items()] + [("mean", result["miou"])], ("class", "IoU %")))
-    # the native size is "camvid"; other frame sizes get their own section so both can be kept
-    key = "camvid" if list(size) == result["label_size"] else f"camvid_{size[0]}x{size[1]}"
+    # the reference at the native size is "camvid"; other sizes and backends get their own
+    # sections ("camvid_272x360", "camvid_onnxruntime") so that all of them are kept side by side
+    key = "camvid" + ("" if list(size) == result["label_size"] else f"_{size[0]}x{size[1]}")
+    key += "" if runner.backend == REFERENCE else f"_{runner.backend}"
     return {key: result}
 
 

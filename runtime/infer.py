@@ -184,8 +184,7 @@ class Run:
             for stream in self.streams:
                 video_h, video_w = stream.reader.size
                 if (video_h, video_w) != (engine_h, engine_w):
-                    log(f"{stream.video.name}: {video_w}x{video_h} is resized to the engine size {engine_w}x{engine_h} "
-                        f"and labels are resized back (export with --size {_multiple_of_8(video_h)}x{_multiple_of_8(video_w)} to match)")
+                    log(f"{stream.video.name}: {size_advice((video_h, video_w), (engine_h, engine_w))}")
             palette = np.asarray(self.manifest.model["palette"], dtype=np.uint8)
             for stream in self.streams:
                 stream.open_outputs(palette, args.alpha)
@@ -289,6 +288,15 @@ def _check_engines_match(manifest, args: argparse.Namespace) -> None:
 
 def _multiple_of_8(n: int) -> int:
     return max(16, (n + 7) // 8 * 8)
+
+
+def size_advice(video: tuple[int, int], engine: tuple[int, int]) -> str:
+    """What happens to a video (H, W) that differs from the engine size, and how to avoid it."""
+    best = (_multiple_of_8(video[0]), _multiple_of_8(video[1]))
+    advice = ("the closest size engines can have: H and W are multiples of 8" if best == tuple(engine)
+              else f"export with --size {best[0]}x{best[1]} to match")
+    return (f"{video[1]}x{video[0]} is resized to the engine size {engine[1]}x{engine[0]} "
+            f"and labels are resized back ({advice})")
 
 
 def _summary(stats: dict) -> str:

@@ -152,6 +152,7 @@ def test_evaluate_through_a_runtime_backend(tmp_path, rng, engines):
     section = evaluate.main(["camvid", "--data", str(data), "--backend", "onnxruntime", "--engines", str(engines),
                              "--json", str(tmp_path / "e.json")])
     (key, result), = section.items()
-    assert key == f"camvid_{result['frame_size'][0]}x{result['frame_size'][1]}"  # the engines' size, not the labels'
+    # the engines' size, not the labels', and the backend: never overwrites the reference's section
+    assert key == f"camvid_{result['frame_size'][0]}x{result['frame_size'][1]}_onnxruntime"
     assert "onnxruntime" in result["backend"] and result["label_size"] == [64, 80]
     assert 0.0 <= result["miou"] <= 1.0

@@ -59,6 +59,14 @@ def test_auto_picks_onnxruntime_on_a_cpu_machine_and_says_why(engines):
         assert name == "onnxruntime" and "tensorrt" in why
 
 
+def test_size_advice_names_the_matching_export_size():
+    from runtime.infer import size_advice
+
+    assert "export with --size 544x960 to match" in size_advice((540, 960), (1024, 2048))
+    closest = size_advice((540, 960), (544, 960))
+    assert "960x540 is resized to the engine size 960x544" in closest and "--size" not in closest
+
+
 def test_resize_labels_nearest():
     labels = np.arange(12, dtype=np.uint8).reshape(1, 3, 4)
     up = resize_labels_nearest(labels, (6, 8))
@@ -73,6 +81,7 @@ def test_cli_segments_the_real_clip(engines, real_clip, tmp_path):
                       "--interval", "4", "--backend", "onnxruntime", "--no-progress", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "backend: onnxruntime" in proc.stderr and "RANDOM weights" in proc.stderr
+    assert "960x540 is resized to the engine size 240x136" in proc.stderr and "--size 544x960 to match" in proc.stderr
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         decoded = sum(1 for _ in container.decode(stream))
