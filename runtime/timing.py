@@ -1,13 +1,42 @@
-"""Per-stage wall-clock timing."""
+"""Per-stage wall-clock timing in bounded memory (an hour of video must not grow the process)."""
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import numpy as np
+
+RESERVOIR = 4096  # samples kept per stage for the median and p90
+
+
+class StageSamples:
+    """Exact count, total and mean of a stream of milliseconds; median and p90 from a uniform
+    random sample of at most ``capacity`` of them (reservoir sampling, fixed seed), so memory
+    stays constant however long the run. Exact while fewer than ``capacity`` were added."""
+
+    def __init__(self, capacity: int = RESERVOIR, seed: int = 0) -> None:
+        self.capacity = capacity
+        self.kept = np.empty(capacity, np.float64)
+        self.count = 0
+        self.total = 0.0
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, ms: float) -> None:
+        if self.count < self.capacity:
+            self.kept[self.count] = ms
+        else:
+            j = int(self._rng.integers(0, self.count + 1))
+            if j < self.capacity:
+                self.kept[j] = ms
+        self.count += 1
+        self.total += ms
+
+    def summary(self) -> dict[str, float]:
+        kept = self.kept[: min(self.count, self.capacity)]
+        return {"count": self.count, "total_ms": self.total, "mean_ms": self.total / self.count,
+                "median_ms": float(np.median(kept)), "p90_ms": float(np.percentile(kept, 90))}
 
 
 class StageTimer:
@@ -15,7 +44,7 @@ class StageTimer:
     reading so asynchronous backends are timed honestly; it is None on the CPU."""
 
     def __init__(self, sync: Callable[[], None] | None = None, enabled: bool = True) -> None:
-        self.samples: dict[str, list[float]] = defaultdict(list)
+        self.stages: dict[str, StageSamples] = {}
         self.sync = sync
         self.enabled = enabled
 
@@ -30,16 +59,16 @@ class StageTimer:
         yield
         if self.sync:
             self.sync()
-        self.samples[name].append((time.perf_counter() - start) * 1e3)
+        self.add(name, (time.perf_counter() - start) * 1e3)
+
+    def add(self, name: str, ms: float) -> None:
+        if name not in self.stages:
+            self.stages[name] = StageSamples()
+        self.stages[name].add(ms)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """stage -> {count, total_ms, mean_ms, median_ms, p90_ms}."""
-        out = {}
-        for name, xs in self.samples.items():
-            a = np.asarray(xs)
-            out[name] = {"count": int(a.size), "total_ms": float(a.sum()), "mean_ms": float(a.mean()),
-                         "median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90))}
-        return out
+        return {name: s.summary() for name, s in self.stages.items() if s.count}
 
     def reset(self) -> None:
-        self.samples.clear()
+        self.stages.clear()
