@@ -6,7 +6,8 @@ propagation nets only ever see 1/8-grid tensors, which makes end-to-end training
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,13 +27,16 @@ class PreparedClip:
         """[T,h,w] int64: the keyframe net's own label on every frame (the distillation target)."""
         return self.scores.argmax(dim=1)
 
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "PreparedClip":
+        return PreparedClip(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
+
     def to(self, device: torch.device | str) -> "PreparedClip":
         """The same clip with every tensor on ``device`` (training runs there)."""
-        return PreparedClip(*(t.to(device) for t in (self.small, self.scores, self.flow_forward, self.flow_reverse)))
+        return self._map(lambda t: t.to(device))
 
     def frames(self, index: range) -> "PreparedClip":
-        sl = slice(index.start, index.stop)
-        return PreparedClip(self.small[sl], self.scores[sl], self.flow_forward[sl], self.flow_reverse[sl])
+        """The frames ``index`` (a contiguous range) of every tensor."""
+        return self._map(lambda t: t[index.start : index.stop])
 
 
 def keyframe_scores(model: GSVNet, frames: np.ndarray, batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
