@@ -11,12 +11,13 @@ keyframe    image u8 [N,H,W,3]                         scores [N,C,h,w]
 flow        small [N,3,h,w], prev_small [N,3,h,w]      flow [N,2,h,w]
 warp        seg [N,C,h,w], flow [N,2,h,w]              out [N,C,h,w]   gsvnet::WarpByFlow
 intra       small [N,3,h,w]                            intra [N,C,h,w]
-guide       intra [N,C,h,w], warped [N,C,h,w]          weights [N,K+1,h,w]
+guide       intra [N,C,h,w], warped [N,C,h,w]          weights [N,K+2,h,w]
 filter      warped, intra [N,C,h,w], weights           out [N,C,h,w]   gsvnet::ChunkFilter
 labels      scores [N,C,h,w]                           labels u8 [N,H,W]
 ==========  =========================================  ==============================
 
-H x W is the engine frame size, h x w = H/8 x W/8, C classes, K = (2r+1)^2.
+H x W is the engine frame size, h x w = H/8 x W/8, C classes, K = (2r+1)^2 (weights: K shifts,
+intra, null; plugins/SPEC.md).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def stage_table(num_classes: int, radius: int, frame_size: tuple[int, int], prec
     """
     height, width = frame_size
     h, w = grid_size(frame_size)
-    c, k1 = num_classes, ops.num_shifts(radius) + 1
+    c, k2 = num_classes, ops.num_weights(radius)
     act = PRECISIONS[precision]
 
     def t(name: str, ch: int | None, dtype: str = act, hw: tuple[int, int] = (h, w)) -> TensorSpec:
@@ -111,8 +112,8 @@ def stage_table(num_classes: int, radius: int, frame_size: tuple[int, int], prec
         "flow": Stage("flow", (t("small", 3), t("prev_small", 3)), (t("flow", 2, "float32"),)),
         "warp": Stage("warp", (t("seg", c), t("flow", 2, "float32")), (t("out", c),), custom_op="WarpByFlow"),
         "intra": Stage("intra", (t("small", 3),), (t("intra", c),)),
-        "guide": Stage("guide", (t("intra", c), t("warped", c)), (t("weights", k1),)),
-        "filter": Stage("filter", (t("warped", c), t("intra", c), t("weights", k1)), (t("out", c),), custom_op="ChunkFilter"),
+        "guide": Stage("guide", (t("intra", c), t("warped", c)), (t("weights", k2),)),
+        "filter": Stage("filter", (t("warped", c), t("intra", c), t("weights", k2)), (t("out", c),), custom_op="ChunkFilter"),
         "labels": Stage("labels", (t("scores", c),), (t("labels", None, "uint8", (height, width)),)),
     }
 

@@ -92,10 +92,9 @@ class GSVNet(nn.Module):
         mean, std = self.keyframe.normalization.tensors()
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
-        k = ops.num_shifts(config.radius)
         self.flow = FlowNet(config.flow_channels)
         self.intra = IntraNet(config.num_classes, config.intra_channels)
-        self.guide = GuidingNet(config.num_classes, k + 1, config.guide_channels)
+        self.guide = GuidingNet(config.num_classes, ops.num_weights(config.radius), config.guide_channels)
 
     @property
     def num_classes(self) -> int:
@@ -134,7 +133,7 @@ class GSVNet(nn.Module):
         return self.intra(small)
 
     def guide_weights(self, intra: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
-        """Edge map of the warped scores, then the guiding net: [N,K+1,h,w]."""
+        """Edge map of the warped scores, then the guiding net: [N,K+2,h,w] (K shifts, intra, null)."""
         return self.guide(intra, ops.edge_map(warped))
 
     def fuse(self, warped: torch.Tensor, intra: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: Added to the sum of the guiding weights before dividing (see ``chunk_filter``).
-WEIGHT_EPS = 1e-6
+#: Added to the sum of the guiding weights before dividing (see ``chunk_filter``); the official
+#: GSVNet's value. Representable in float32 only: the sum is always taken in float32.
+WEIGHT_EPS = 1e-9
 
 
 def num_shifts(radius: int) -> int:
@@ -21,6 +22,11 @@ def num_shifts(radius: int) -> int:
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got {radius}")
     return (2 * radius + 1) ** 2
+
+
+def num_weights(radius: int) -> int:
+    """Guiding weights per pixel: K shifts, the intra candidate and the null candidate (K + 2)."""
+    return num_shifts(radius) + 2
 
 
 def shift_offsets(radius: int) -> list[tuple[int, int]]:
@@ -75,23 +81,26 @@ def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 
 def chunk_filter(warped: torch.Tensor, intra: torch.Tensor, weights: torch.Tensor, radius: int) -> torch.Tensor:
-    """Guided spatially-varying convolution (the paper's equation 2).
+    """Guided spatially-varying convolution (the paper's equation 2, as the official code computes it).
 
     warped:  [N,C,h,w] warped scores of the previous frame.
     intra:   [N,C,h,w] intra-frame scores of the current frame.
-    weights: [N,K+1,h,w], K = (2r+1)^2, non-negative. Channel k < K weighs the candidate
+    weights: [N,K+2,h,w], K = (2r+1)^2, non-negative. Channel k < K weighs the candidate
              ``warped[n,c,y+dy_k,x+dx_k]`` (zero outside the frame, offsets from
-             ``shift_offsets``); channel K weighs ``intra[n,c,y,x]``. The same weights serve
-             every class c.
-    Returns [N,C,h,w]: sum_k w_k * cand_k / (sum_k w_k + WEIGHT_EPS), accumulated in float32
-    and cast to ``warped``'s dtype. Never materialises the K-fold shifted tensor.
+             ``shift_offsets``); channel K weighs ``intra[n,c,y,x]``; channel K+1 is the null
+             candidate (an all-zero delay kernel): it adds nothing to the numerator but counts in
+             the normalising sum, so the filter can lower its confidence without blurring.
+             The same weights serve every class c.
+    Returns [N,C,h,w]: sum_{k<=K} w_k * cand_k / (sum_{k<=K+1} w_k + WEIGHT_EPS), accumulated in
+    float32 and cast to ``warped``'s dtype. Never materialises the K-fold shifted tensor.
     """
     k = num_shifts(radius)
     if warped.shape != intra.shape:
         raise ValueError(f"chunk_filter: warped {tuple(warped.shape)} and intra {tuple(intra.shape)} differ")
     n, _, h, w = warped.shape
-    if weights.shape != (n, k + 1, h, w):
-        raise ValueError(f"chunk_filter: weights must be [N,{k + 1},h,w]=({n},{k + 1},{h},{w}) for radius {radius}, got {tuple(weights.shape)}")
+    if weights.shape != (n, k + 2, h, w):
+        raise ValueError(f"chunk_filter: weights must be [N,K+2,h,w]=({n},{k + 2},{h},{w}) for radius {radius} "
+                         f"(K shifts, intra, null), got {tuple(weights.shape)}")
     wf = weights.float()
     warped_f = F.pad(warped.float(), (radius, radius, radius, radius))
     acc = wf[:, k : k + 1] * intra.float()
@@ -110,14 +119,16 @@ def laplacian_kernel(dtype: torch.dtype = torch.float32, device: torch.device | 
 
 
 def edge_map(scores: torch.Tensor) -> torch.Tensor:
-    """E = sigmoid(Laplacian(argmax_c scores)), [N,C,h,w] -> [N,1,h,w] float32.
+    """E = [Laplacian(argmax_c scores) != 0], [N,C,h,w] -> [N,1,h,w] float32 in {0, 1}.
 
-    The class index map is taken as float; the frame border is replicated before the 3x3
-    Laplacian, so the border itself is not an edge. Flat regions give sigmoid(0) = 0.5.
+    The official GSVNet edge map: the class index map (first maximum on ties) is taken as float,
+    convolved with the 3x3 Laplacian with ZERO padding (so the frame border is an edge wherever
+    the label there is not class 0), and every non-zero response becomes 1. The sums are of
+    small integers, exact in float32 and float16 alike.
     """
     labels = scores.argmax(dim=1, keepdim=True).float()
-    padded = F.pad(labels, (1, 1, 1, 1), mode="replicate")
-    return torch.sigmoid(F.conv2d(padded, laplacian_kernel(device=scores.device)))
+    response = F.conv2d(labels, laplacian_kernel(device=scores.device), padding=1)
+    return (response != 0).float()
 
 
 def downsample8(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -96,8 +96,8 @@ class _ResizeTo(nn.Module):
 class GuidingNet(nn.Module):
     """Per-pixel kernel weights from the intra scores and the edge map of the warped scores.
 
-    forward(intra [N,C,h,w], edge [N,1,h,w]) -> weights [N,K+1,h,w] >= 0 (ReLU output; the
-    chunk filter normalises them). A small U-shape: 3x3 conv, two stride-2 convs, two
+    forward(intra [N,C,h,w], edge [N,1,h,w]) -> weights [N,K+2,h,w] >= 0 (ReLU output; the
+    chunk filter normalises them; channels: K shifts, intra, null). A small U-shape: 3x3 conv, two stride-2 convs, two
     upsample+conv steps back to the input grid (any h, w), a residual, a 3x3 output conv.
     """
 

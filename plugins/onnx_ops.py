@@ -41,10 +41,10 @@ def _static_dim(value: onnx.ValueInfoProto, axis: int) -> int | None:
 
 
 def _check_radius(graph: onnx.GraphProto, inputs: list[onnx.ValueInfoProto], radius: int) -> None:
-    """The weights' channel count, where static, must be (2r+1)^2 + 1."""
+    """The weights' channel count, where static, must be (2r+1)^2 + 2 (K shifts, intra, null)."""
     channels = _static_dim(inputs[2], 1)
-    if channels is not None and channels != (2 * radius + 1) ** 2 + 1:
-        raise ValueError(f"ChunkFilter radius {radius} needs {(2 * radius + 1) ** 2 + 1} weight channels, "
+    if channels is not None and channels != (2 * radius + 1) ** 2 + 2:
+        raise ValueError(f"ChunkFilter radius {radius} needs {(2 * radius + 1) ** 2 + 2} weight channels, "
                          f"but {graph.name or 'the graph'}'s input {inputs[2].name!r} has {channels}")
 
 

@@ -22,7 +22,8 @@ def warp_by_flow_np(seg: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return out
 
 
-def chunk_filter_np(warped: np.ndarray, intra: np.ndarray, weights: np.ndarray, radius: int, eps: float = 1e-6) -> np.ndarray:
+def chunk_filter_np(warped: np.ndarray, intra: np.ndarray, weights: np.ndarray, radius: int, eps: float = 1e-9) -> np.ndarray:
+    """weights [N,K+2,h,w]: K shifts, intra, null (in the denominator only)."""
     n, c, h, w = warped.shape
     k = (2 * radius + 1) ** 2
     offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
@@ -31,6 +32,7 @@ def chunk_filter_np(warped: np.ndarray, intra: np.ndarray, weights: np.ndarray, 
         for y in range(h):
             for x in range(w):
                 wts = weights[b, :, y, x].astype(np.float64)
+                assert wts.shape == (k + 2,)
                 acc = wts[k] * intra[b, :, y, x].astype(np.float64)
                 for idx, (dy, dx) in enumerate(offsets):
                     yy, xx = y + dy, x + dx
@@ -41,17 +43,18 @@ def chunk_filter_np(warped: np.ndarray, intra: np.ndarray, weights: np.ndarray, 
 
 
 def edge_map_np(scores: np.ndarray) -> np.ndarray:
+    """1.0 where the zero-padded 3x3 Laplacian of the argmax index map is non-zero, else 0.0."""
     labels = scores.argmax(axis=1).astype(np.float64)  # [N,h,w]
     n, h, w = labels.shape
     out = np.zeros((n, 1, h, w))
     for b in range(n):
         for y in range(h):
             for x in range(w):
-                s = 0.0
+                s = -8.0 * labels[b, y, x]
                 for dy in (-1, 0, 1):
                     for dx in (-1, 0, 1):
-                        yy = min(max(y + dy, 0), h - 1)
-                        xx = min(max(x + dx, 0), w - 1)
-                        s += (-8.0 if (dy, dx) == (0, 0) else 1.0) * labels[b, yy, xx]
-                out[b, 0, y, x] = 1.0 / (1.0 + np.exp(-s))
+                        yy, xx = y + dy, x + dx
+                        if (dy, dx) != (0, 0) and 0 <= yy < h and 0 <= xx < w:
+                            s += labels[b, yy, xx]
+                out[b, 0, y, x] = 1.0 if s != 0 else 0.0
     return out

@@ -50,7 +50,7 @@ def test_chunk_filter_matches_float64_loop(radius, shape, rng):
     k = (2 * radius + 1) ** 2
     warped = rng.standard_normal(shape).astype(np.float32)
     intra = rng.standard_normal(shape).astype(np.float32)
-    weights = rng.uniform(0, 1, (shape[0], k + 1, *shape[2:])).astype(np.float32)
+    weights = rng.uniform(0, 1, (shape[0], k + 2, *shape[2:])).astype(np.float32)
     got = ops.chunk_filter(*(torch.from_numpy(a) for a in (warped, intra, weights)), radius)
     abs_err, rel_err = _errors(got, chunk_filter_np(warped, intra, weights, radius))
     assert abs_err < 1e-5 and rel_err < 1e-5, (abs_err, rel_err)
@@ -62,31 +62,38 @@ def test_chunk_filter_one_hot_weights_select_one_candidate(radius, rng):
     warped = torch.from_numpy(rng.standard_normal((1, 3, 6, 8)).astype(np.float32))
     intra = torch.from_numpy(rng.standard_normal((1, 3, 6, 8)).astype(np.float32))
     for idx, (dy, dx) in enumerate(ops.shift_offsets(radius)):
-        weights = torch.zeros(1, k + 1, 6, 8)
+        weights = torch.zeros(1, k + 2, 6, 8)
         weights[:, idx] = 1.0
         out = ops.chunk_filter(warped, intra, weights, radius)
         assert torch.allclose(out, ops.shift(warped, dy, dx), atol=1e-5)
-    weights = torch.zeros(1, k + 1, 6, 8)
+    weights = torch.zeros(1, k + 2, 6, 8)
     weights[:, k] = 1.0
     assert torch.allclose(ops.chunk_filter(warped, intra, weights, radius), intra, atol=1e-5)
+    # the null candidate only scales: equal intra and null weights halve the intra scores
+    weights[:, k + 1] = 1.0
+    assert torch.allclose(ops.chunk_filter(warped, intra, weights, radius), intra / 2, atol=1e-5)
+    # all-zero weights give 0, not NaN
+    assert torch.equal(ops.chunk_filter(warped, intra, torch.zeros_like(weights), radius), torch.zeros_like(warped))
 
 
 def test_chunk_filter_is_invariant_to_weight_scale(rng):
     warped, intra = (torch.from_numpy(rng.standard_normal((2, 4, 5, 7)).astype(np.float32)) for _ in range(2))
-    weights = torch.from_numpy(rng.uniform(0.05, 1, (2, 10, 5, 7)).astype(np.float32))
+    weights = torch.from_numpy(rng.uniform(0.05, 1, (2, 11, 5, 7)).astype(np.float32))
     a = ops.chunk_filter(warped, intra, weights, 1)
     b = ops.chunk_filter(warped, intra, weights * 7.5, 1)
     assert torch.allclose(a, b, atol=1e-5)
     # and a unity gain: equal candidates come out unchanged
     same = torch.ones(2, 4, 5, 7) * 3.0
-    full = ops.chunk_filter(same, same, torch.ones(2, 10, 5, 7), 1)
+    unit = torch.ones(2, 11, 5, 7)
+    unit[:, 10] = 0.0  # no null weight: unity gain
+    full = ops.chunk_filter(same, same, unit, 1)
     assert torch.allclose(full[..., 1:-1, 1:-1], same[..., 1:-1, 1:-1], atol=1e-5)
 
 
 def test_chunk_filter_rejects_wrong_weight_count():
     x = torch.zeros(1, 2, 4, 4)
     with pytest.raises(ValueError, match="weights must be"):
-        ops.chunk_filter(x, x, torch.zeros(1, 9, 4, 4), 1)
+        ops.chunk_filter(x, x, torch.zeros(1, 10, 4, 4), 1)  # K+1: the null weight is missing
 
 
 def test_edge_map_matches_reference(rng):
@@ -96,10 +103,18 @@ def test_edge_map_matches_reference(rng):
     assert np.abs(got.double().numpy() - edge_map_np(scores)).max() < 1e-6
 
 
-def test_edge_map_flat_region_is_half_and_border_is_no_edge():
-    scores = torch.zeros(1, 3, 5, 5)
-    scores[:, 2] = 1.0  # every pixel is class 2
-    assert torch.allclose(ops.edge_map(scores), torch.full((1, 1, 5, 5), 0.5))
+def test_edge_map_hand_case_zero_padding_and_binary():
+    """Hand-computed: class 2 everywhere but one class-0 pixel at (1, 1) of a 4x5 map."""
+    scores = torch.zeros(1, 3, 4, 5)
+    scores[:, 2] = 1.0
+    scores[0, :, 1, 1] = torch.tensor([5.0, 0.0, 0.0])
+    expected = torch.tensor([[1, 1, 1, 1, 1],   # top row: border (zero padding) and the 0 pixel's neighbours
+                             [1, 1, 1, 0, 1],   # (1, 3) sees eight 2s: -16 + 16 = 0
+                             [1, 1, 1, 0, 1],
+                             [1, 1, 1, 1, 1]], dtype=torch.float32)
+    assert torch.equal(ops.edge_map(scores)[0, 0], expected)
+    # a flat interior is 0, a flat class-0 frame has no edge at all (not even its border)
+    assert torch.equal(ops.edge_map(torch.zeros(1, 3, 5, 5)), torch.zeros(1, 1, 5, 5))
 
 
 def test_downsample8_averages_blocks_and_normalises():
