@@ -1,7 +1,10 @@
-"""Joint image/label augmentation for keyframe training: random scale, crop, flip, colour jitter.
+"""Joint image/label augmentation for keyframe training: random scale, crop, flip, photometric jitter.
 
 Geometry is applied identically to image (bilinear) and label (nearest), so labels stay aligned
-and void stays void; padding added by the crop is void in the label.
+and void stays void; padding added by the crop is void in the label. The photometric part
+(brightness, contrast, saturation, hue rotation and per-channel gains, i.e. white balance)
+changes only the image: CamVid's overcast skies and grey roads then also appear blue, warm or
+tinted, as they do on other footage.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ class AugmentConfig:
     brightness: float = 0.2  # multiplicative, +-
     contrast: float = 0.2  # around the mean, +-
     saturation: float = 0.2  # towards/away from grey, +-
+    hue: float = 0.0  # rotation of the hue circle, +- this fraction of a full turn
+    channel_gain: float = 0.0  # independent multiplicative gain per RGB channel, +- (white balance)
 
 
 def random_scale(image: np.ndarray, label: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -46,14 +51,25 @@ def random_crop(image: np.ndarray, label: np.ndarray, crop: tuple[int, int], voi
     return image[y : y + ch, x : x + cw], label[y : y + ch, x : x + cw]
 
 
+def rotate_hue(image: np.ndarray, turns: float) -> np.ndarray:
+    """Rotate the hue of a float32 RGB image in 0..255 by ``turns`` of the colour circle (grey stays grey)."""
+    hsv = cv2.cvtColor(image / 255.0, cv2.COLOR_RGB2HSV)  # float input: H in [0, 360)
+    hsv[..., 0] = (hsv[..., 0] + 360.0 * turns) % 360.0
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
+
+
 def colour_jitter(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Mild brightness, contrast and saturation change of a uint8 RGB image."""
+    """Brightness, contrast, saturation, hue and per-channel gain changes of a uint8 RGB image."""
     x = image.astype(np.float32)
     x *= 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
     mean = x.mean()
     x = (x - mean) * (1.0 + rng.uniform(-cfg.contrast, cfg.contrast)) + mean
     grey = x.mean(axis=2, keepdims=True)
     x = (x - grey) * (1.0 + rng.uniform(-cfg.saturation, cfg.saturation)) + grey
+    if cfg.hue:
+        x = rotate_hue(np.clip(x, 0, 255), float(rng.uniform(-cfg.hue, cfg.hue)))
+    if cfg.channel_gain:
+        x *= (1.0 + rng.uniform(-cfg.channel_gain, cfg.channel_gain, size=3)).astype(np.float32)
     return np.clip(x, 0, 255).astype(np.uint8)
 
 

@@ -70,3 +70,27 @@ def test_colour_jitter_changes_only_the_image(rng):
     img, lab = augment(image, label, cfg, VOID, rng)
     assert (lab == label).all()
     assert not np.array_equal(img, image)
+
+
+def test_hue_rotation_keeps_grey_and_turns_a_colour_by_the_asked_angle():
+    from training.augment import rotate_hue
+
+    grey = np.full((2, 2, 3), 128.0, np.float32)
+    np.testing.assert_allclose(rotate_hue(grey, 0.3), grey, atol=1e-3)
+    red = np.zeros((1, 1, 3), np.float32)
+    red[..., 0] = 200.0
+    np.testing.assert_allclose(rotate_hue(red, 1 / 3)[0, 0], [0.0, 200.0, 0.0], atol=1e-2)  # 120 degrees: red -> green
+    np.testing.assert_allclose(rotate_hue(red, -1 / 3)[0, 0], [0.0, 0.0, 200.0], atol=1e-2)  # -120: red -> blue
+
+
+def test_channel_gain_tints_a_grey_sky_and_leaves_labels(rng):
+    label = np.zeros((16, 16), np.uint8)
+    image = np.full((16, 16, 3), 160, np.uint8)  # overcast sky
+    cfg = AugmentConfig(crop=(16, 16), scale_min=1.0, scale_max=1.0, flip=False, brightness=0.0, contrast=0.0,
+                        saturation=0.0, channel_gain=0.2)
+    spreads = []
+    for _ in range(20):
+        img, lab = augment(image, label, cfg, VOID, rng)
+        assert (lab == label).all()
+        spreads.append(int(img[0, 0].max()) - int(img[0, 0].min()))
+    assert max(spreads) > 20  # some samples are visibly tinted (blue-ish, warm, ...)
