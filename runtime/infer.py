@@ -15,6 +15,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from export.manifest import ManifestError, load_manifest
 from gsvnet.checkpoint import CheckpointError
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 DEFAULT_ENGINES = Path("engines")
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -154,7 +158,10 @@ class Run:
     """One inference run over one or several videos: ``__init__`` does every check that can fail
     before an output file exists; ``process`` segments the frames; ``abort`` removes partial outputs."""
 
-    def __init__(self, args: argparse.Namespace, log=print) -> None:
+    def __init__(self, args: argparse.Namespace, log=print, backend: Backend | None = None) -> None:
+        """``backend``: one already loaded from ``args.engines`` (a worker that segments many videos
+        loads it once; its stage timer is reset so the stats cover this run); by default
+        ``args.backend`` is selected and loaded here."""
         from .backends import GPU_BACKENDS, create_backend, select_backend
         from .outputs import check_output_path
 
@@ -171,11 +178,18 @@ class Run:
         try:
             for video, out, labels in plan:
                 self.streams.append(Stream(video, out, labels))
-            name, why = select_backend(args.backend, self.manifest)
-            started = time.perf_counter()
-            profile = args.profile_stages or name not in GPU_BACKENDS
-            self.backend = create_backend(name, self.manifest, threads=args.threads, profile=profile)
-            self.load_seconds = time.perf_counter() - started
+            if backend is None:
+                name, why = select_backend(args.backend, self.manifest)
+                started = time.perf_counter()
+                profile = args.profile_stages or name not in GPU_BACKENDS
+                self.backend = create_backend(name, self.manifest, threads=args.threads, profile=profile)
+                self.load_seconds = time.perf_counter() - started
+            else:
+                if backend.manifest.folder.resolve() != self.manifest.folder.resolve():
+                    raise ValueError(f"the backend was loaded from {backend.manifest.folder}, not {self.manifest.folder}")
+                name, why = backend.name, "loaded by the caller"
+                self.backend, self.load_seconds = backend, 0.0
+                backend.timer.reset()
             log(f"backend: {name} ({why}); {self.backend.describe()}")
             if self.manifest.data["checkpoint"].get("random_weights"):
                 log("WARNING: these engines hold RANDOM weights, so the segmentation is meaningless; "
