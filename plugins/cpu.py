@@ -103,13 +103,15 @@ def warp_by_flow(seg: np.ndarray, flow: np.ndarray, with_labels: bool = False) -
 
 
 def chunk_filter(warped: np.ndarray, intra: np.ndarray, weights: np.ndarray, radius: int = 1) -> np.ndarray:
-    """Guided chunk filter of warped/intra [N,C,h,w] by weights [N,(2r+1)^2+1,h,w], same dtype."""
+    """Guided chunk filter of warped/intra [N,C,h,w] by weights [N,K+2,h,w] (K = (2r+1)^2 shifts,
+    intra, null), all of one dtype; sums and divides in float32 (SPEC.md: ChunkFilter)."""
     warped, intra, weights = _scores(warped, "warped"), _scores(intra, "intra"), _scores(weights, "weights")
     n, c, h, w = warped.shape
-    k1 = (2 * radius + 1) ** 2 + 1
-    if intra.shape != warped.shape or weights.shape != (n, k1, h, w) or not warped.dtype == intra.dtype == weights.dtype:
+    k2 = (2 * radius + 1) ** 2 + 2
+    if intra.shape != warped.shape or weights.shape != (n, k2, h, w) or not warped.dtype == intra.dtype == weights.dtype:
         raise ValueError(f"chunk_filter: got warped {warped.shape} {warped.dtype}, intra {intra.shape} {intra.dtype}, "
-                         f"weights {weights.shape} {weights.dtype}; radius {radius} needs weights [N,{k1},h,w] of one dtype")
+                         f"weights {weights.shape} {weights.dtype}; radius {radius} needs weights [N,{k2},h,w] "
+                         "(K shifts, intra, null) of one dtype")
     out = np.empty_like(warped)
     status = library().gsvnet_cpu_chunk_filter(_ptr(warped), _ptr(intra), _ptr(weights), _ptr(out), n, c, h, w, radius, _DTYPES[warped.dtype])
     _check(status, "chunk_filter", warped.shape)
@@ -117,7 +119,7 @@ def chunk_filter(warped: np.ndarray, intra: np.ndarray, weights: np.ndarray, rad
 
 
 def edge_map(scores: np.ndarray) -> np.ndarray:
-    """sigmoid(Laplacian(argmax_c scores)): [N,C,h,w] -> float32 [N,1,h,w]."""
+    """[zero-padded Laplacian(argmax_c scores) != 0]: [N,C,h,w] -> float32 [N,1,h,w] in {0, 1}."""
     scores = _scores(scores, "scores")
     n, c, h, w = scores.shape
     edge = np.empty((n, 1, h, w), dtype=np.float32)

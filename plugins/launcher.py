@@ -117,11 +117,11 @@ class GpuKernels:
 
     def chunk_filter(self, warped: int, intra: int, weights: int, out: int, n: int, c: int, h: int, w: int,
                      radius: int = 1, *, half: bool = False, stream: int = 0) -> None:
-        """out[N,C,h,w] = the guided chunk filter of warped/intra by weights[N,(2r+1)^2+1,h,w]."""
+        """out[N,C,h,w] = the guided chunk filter of warped/intra by weights[N,K+2,h,w] (K shifts, intra, null)."""
         self.launch(geometry.chunk_filter(n, c, h, w, radius, half), [warped, intra, weights], [out], stream)
 
     def edge_map(self, scores: int, edge: int, n: int, c: int, h: int, w: int, *, half: bool = False, stream: int = 0) -> None:
-        """edge[N,1,h,w] (FP32) = sigmoid(Laplacian(argmax_c scores))."""
+        """edge[N,1,h,w] (FP32, 0 or 1) = [zero-padded Laplacian(argmax_c scores) != 0]."""
         self.launch(geometry.edge_map(n, c, h, w, half), [scores], [edge], stream)
 
     def edge_map_from_labels(self, labels: int, edge: int, n: int, h: int, w: int, *, stream: int = 0) -> None:

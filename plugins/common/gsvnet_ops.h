@@ -7,12 +7,19 @@
 #ifndef GSVNET_OPS_H
 #define GSVNET_OPS_H
 
+#if defined(__CUDACC_RTC__)
+// NVRTC (plugins/nvrtc.py) has no C library headers; memcpy and floorf are its builtins.
+typedef signed int int32_t;
+typedef unsigned int uint32_t;
+typedef unsigned short uint16_t;
+typedef long long int64_t;
+#else
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#endif
 
 #if defined(__CUDACC__)
-#include <cuda_fp16.h>
 #define GSV_HD __host__ __device__ __forceinline__
 #else
 #define GSV_HD inline
@@ -20,8 +27,9 @@
 
 namespace gsvnet {
 
-//! Added to the sum of the guiding weights before dividing (SPEC: ChunkFilter).
-constexpr float kWeightEps = 1e-6f;
+//! Added to the sum of the K+2 guiding weights before dividing (SPEC: ChunkFilter): the official
+//! value, representable in float32 only, so the sum is always taken in float32.
+constexpr float kWeightEps = 1e-9f;
 
 //! Storage dtype codes used by the C entry points.
 enum DType : int32_t { kFloat32 = 0, kFloat16 = 1 };
@@ -74,27 +82,51 @@ GSV_HD uint16_t float_to_half_bits(float f) {
 
 // ---- storage types ------------------------------------------------------------------------
 
-#if defined(__CUDACC__)
-typedef __half half_t;
-GSV_HD float to_float(half_t v) { return __half2float(v); }
-GSV_HD void store(half_t* p, float v) { *p = __float2half_rn(v); }
-#else
-//! FP16 storage on the host: the raw IEEE binary16 bits.
+//! FP16 storage: the raw IEEE binary16 bits. On the device the conversions are the PTX `cvt`
+//! instructions (what cuda_fp16.h's __half2float / __float2half_rn emit), so the kernels need
+//! no CUDA headers and build with nvcc and NVRTC alike; on the host they are the bit-exact
+//! software conversions above.
 struct half_t {
   uint16_t bits;
 };
-GSV_HD float to_float(half_t v) { return half_bits_to_float(v.bits); }
-GSV_HD void store(half_t* p, float v) { p->bits = float_to_half_bits(v); }
+
+GSV_HD float to_float(half_t v) {
+#if defined(__CUDA_ARCH__)
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.bits));
+  return f;
+#else
+  return half_bits_to_float(v.bits);
 #endif
+}
+
+GSV_HD void store(half_t* p, float v) {
+#if defined(__CUDA_ARCH__)
+  uint16_t h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+  p->bits = h;
+#else
+  p->bits = float_to_half_bits(v);
+#endif
+}
 
 GSV_HD float to_float(float v) { return v; }
 GSV_HD void store(float* p, float v) { *p = v; }
 
 //! Read-only load: through the non-coherent cache on the device, plain on the host.
-template <typename T>
-GSV_HD float load(const T* p) {
+GSV_HD float load(const float* p) {
 #if defined(__CUDA_ARCH__)
-  return to_float(__ldg(p));
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+
+GSV_HD float load(const half_t* p) {
+#if defined(__CUDA_ARCH__)
+  half_t v;
+  v.bits = __ldg(&p->bits);
+  return to_float(v);
 #else
   return to_float(*p);
 #endif
@@ -166,8 +198,9 @@ GSV_HD float bilinear_sample(const T* plane, const BilinearTaps& t) {
 //! Number of ideal-delay candidates K = (2r+1)^2.
 GSV_HD constexpr int32_t num_shifts(int32_t radius) { return (2 * radius + 1) * (2 * radius + 1); }
 
-//! Loads the K+1 weights of one pixel (channel stride `stride`) into `wts`; returns the
-//! normaliser sum_k w_k + eps in float32.
+//! Loads the K+1 candidate weights of one pixel (K shifts, then intra; channel stride
+//! `stride`) into `wts` and returns the normaliser in float32: the sum of all K+2 weights,
+//! including the null weight (channel K+1, which weighs no candidate), plus kWeightEps.
 template <typename T>
 GSV_HD float load_pixel_weights(const T* first, int64_t stride, int32_t count, float* wts) {
   float sum = 0.0f;
@@ -178,6 +211,7 @@ GSV_HD float load_pixel_weights(const T* first, int64_t stride, int32_t count, f
     wts[k] = load(first + k * stride);
     sum += wts[k];
   }
+  sum += load(first + count * stride);  // the null candidate's weight
   return sum + kWeightEps;
 }
 
@@ -219,21 +253,22 @@ GSV_HD int32_t argmax_classes(const T* first, int64_t stride, int32_t classes) {
   return best_c;
 }
 
-//! sigmoid(Laplacian) at one pixel of the label map; `label(dy, dx)` returns the label of the
-//! border-replicated neighbour as float.
+//! Edge value of one pixel: 1 where the 3x3 Laplacian [[1,1,1],[1,-8,1],[1,1,1]] of the label
+//! map is non-zero, else 0 (SPEC: edge map). `label(dy, dx)` returns the neighbour's class index,
+//! or 0 outside the frame (zero padding). Integer sums: exact, like the float sums of the spec.
 template <typename Label>
 GSV_HD float edge_pixel(Label label) {
-  float s = 0.0f;
+  int32_t s = 0;
   for (int32_t dy = -1; dy <= 1; ++dy) {
     for (int32_t dx = -1; dx <= 1; ++dx) {
-      s += (dy == 0 && dx == 0 ? -8.0f : 1.0f) * label(dy, dx);
+      s += (dy == 0 && dx == 0 ? -8 : 1) * label(dy, dx);
     }
   }
-  return 1.0f / (1.0f + expf(-s));
+  return s != 0 ? 1.0f : 0.0f;
 }
 
-//! Clamp to [0, n-1] (border replication).
-GSV_HD int32_t clamp_index(int32_t i, int32_t n) { return i < 0 ? 0 : (i >= n ? n - 1 : i); }
+//! True when (y, x) lies inside an h x w plane.
+GSV_HD bool inside(int32_t y, int32_t x, int32_t h, int32_t w) { return y >= 0 && y < h && x >= 0 && x < w; }
 
 }  // namespace gsvnet
 

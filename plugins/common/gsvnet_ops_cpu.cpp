@@ -44,18 +44,19 @@ void warp_by_flow(const T* seg, const float* flow, T* out, int32_t* labels, int3
 template <typename T>
 void chunk_filter(const T* warped, const T* intra, const T* weights, T* out, int32_t n, int32_t c, int32_t h, int32_t w, int32_t radius) {
   const int64_t plane = (int64_t)h * w;
-  const int32_t k1 = num_shifts(radius) + 1;
+  const int32_t k1 = num_shifts(radius) + 1;  // candidate weights (K shifts + intra) ...
+  const int32_t k2 = k1 + 1;                  // ... and the null weight: K+2 channels
   std::vector<float> wts(k1);
   for (int32_t b = 0; b < n; ++b) {
     for (int32_t y = 0; y < h; ++y) {
       for (int32_t x = 0; x < w; ++x) {
         const int64_t p = (int64_t)y * w + x;
-        const float denom = load_pixel_weights(weights + b * k1 * plane + p, plane, k1, wts.data());
+        const float denom = load_pixel_weights(weights + b * k2 * plane + p, plane, k1, wts.data());
         for (int32_t k = 0; k < c; ++k) {
           const T* warped_plane = warped + (b * c + k) * plane;
           auto cand = [&](int32_t dy, int32_t dx) -> float {
             const int32_t yy = y + dy, xx = x + dx;
-            return (yy >= 0 && yy < h && xx >= 0 && xx < w) ? load(warped_plane + (int64_t)yy * w + xx) : 0.0f;
+            return inside(yy, xx, h, w) ? load(warped_plane + (int64_t)yy * w + xx) : 0.0f;
           };
           const int64_t at = (b * c + k) * plane + p;
           store(out + at, filter_pixel(radius, wts.data(), load(intra + at), denom, cand));
@@ -71,8 +72,8 @@ void edge_from_labels(const int32_t* labels, float* edge, int32_t n, int32_t h, 
     const int32_t* lab = labels + b * plane;
     for (int32_t y = 0; y < h; ++y) {
       for (int32_t x = 0; x < w; ++x) {
-        auto label = [&](int32_t dy, int32_t dx) -> float {
-          return (float)lab[(int64_t)clamp_index(y + dy, h) * w + clamp_index(x + dx, w)];
+        auto label = [&](int32_t dy, int32_t dx) -> int32_t {
+          return inside(y + dy, x + dx, h, w) ? lab[(int64_t)(y + dy) * w + (x + dx)] : 0;  // zero padding
         };
         edge[b * plane + (int64_t)y * w + x] = edge_pixel(label);
       }

@@ -1,9 +1,10 @@
-// Edge map of the guide stage (plugins/SPEC.md): E = sigmoid(Laplacian(argmax_c scores)),
-// [N,C,h,w] -> [N,1,h,w] float32, border replicated.
+// Edge map of the guide stage (plugins/SPEC.md): E = [Laplacian(argmax_c scores) != 0],
+// [N,C,h,w] -> [N,1,h,w] float32 in {0, 1}, the class index map ZERO-padded (as the official
+// GSVNet's conv2d(padding=1)): the frame border is an edge wherever its label is not class 0.
 //
-// gsvnet_edge_map_{f32,f16}: from the scores. A 32x8 block computes the argmax labels of its
-// tile plus a one-pixel halo into shared memory (each label read once from C planes), then
-// the 3x3 Laplacian and sigmoid from shared memory.
+// gsvnet_edge_map_{f32,f16}: from the scores. A 32x8 block computes the argmax labels (first
+// maximum on ties) of its tile plus a one-pixel halo into shared memory, each label read once
+// from C planes; halo cells outside the frame hold 0. Then the 3x3 Laplacian from shared memory.
 // gsvnet_edge_map_from_labels: from the int32 labels written by the warp kernel's epilogue
 // (gsvnet_warp_by_flow_labels_*), which reads one int per pixel instead of C scores.
 //
@@ -11,7 +12,7 @@
 // Grid (cdiv(w,32), cdiv(h,8), N), block (32,8).
 #include "../common/gsvnet_ops.h"
 
-#ifndef GSVNET_KERNELS_ONLY  // defined by the CPU emulation harness in tests/plugins/emulation
+#ifndef GSVNET_KERNELS_ONLY  // defined by NVRTC builds (plugins/nvrtc.py) and the CPU emulation harness
 #include <cuda_runtime.h>
 #endif
 
@@ -25,7 +26,7 @@ constexpr int kSpanH = kTileH + 2;
 
 template <typename T>
 __device__ __forceinline__ void edge_map_body(const T* __restrict__ scores, int32_t classes, int32_t h, int32_t w, float* __restrict__ edge) {
-  __shared__ float labels[kSpanH * kSpanW];
+  __shared__ int32_t labels[kSpanH * kSpanW];
   const int tx = threadIdx.x;
   const int ty = threadIdx.y;
   const int32_t x0 = blockIdx.x * kTileW;
@@ -36,16 +37,16 @@ __device__ __forceinline__ void edge_map_body(const T* __restrict__ scores, int3
   for (int i = ty * kTileW + tx; i < kSpanH * kSpanW; i += kThreads) {
     const int sy = i / kSpanW;
     const int sx = i - sy * kSpanW;
-    const int32_t gy = gsvnet::clamp_index(y0 - 1 + sy, h);
-    const int32_t gx = gsvnet::clamp_index(x0 - 1 + sx, w);
-    labels[i] = (float)gsvnet::argmax_classes(scores_b + (int64_t)gy * w + gx, plane, classes);
+    const int32_t gy = y0 - 1 + sy;
+    const int32_t gx = x0 - 1 + sx;
+    labels[i] = gsvnet::inside(gy, gx, h, w) ? gsvnet::argmax_classes(scores_b + (int64_t)gy * w + gx, plane, classes) : 0;
   }
   __syncthreads();
   const int32_t x = x0 + tx;
   const int32_t y = y0 + ty;
   if (x >= w || y >= h) return;
-  // The halo holds the clamped neighbours, so the tile lookup is the replicated border.
-  auto label = [&](int32_t dy, int32_t dx) -> float { return labels[(ty + 1 + dy) * kSpanW + (tx + 1 + dx)]; };
+  // The halo holds 0 outside the frame, so the tile lookup is the zero-padded label map.
+  auto label = [&](int32_t dy, int32_t dx) -> int32_t { return labels[(ty + 1 + dy) * kSpanW + (tx + 1 + dx)]; };
   edge[b * plane + (int64_t)y * w + x] = gsvnet::edge_pixel(label);
 }
 
@@ -58,9 +59,10 @@ __global__ void __launch_bounds__(kThreads) gsvnet_edge_map_f32(const float* sco
   edge_map_body<float>(scores, c, h, w, edge);
 }
 
-__global__ void __launch_bounds__(kThreads) gsvnet_edge_map_f16(const __half* scores, int32_t n, int32_t c, int32_t h, int32_t w, float* edge) {
+__global__ void __launch_bounds__(kThreads)
+    gsvnet_edge_map_f16(const gsvnet::half_t* scores, int32_t n, int32_t c, int32_t h, int32_t w, float* edge) {
   (void)n;
-  edge_map_body<__half>(scores, c, h, w, edge);
+  edge_map_body<gsvnet::half_t>(scores, c, h, w, edge);
 }
 
 __global__ void __launch_bounds__(kThreads) gsvnet_edge_map_from_labels(const int32_t* labels, int32_t n, int32_t h, int32_t w, float* edge) {
@@ -70,8 +72,8 @@ __global__ void __launch_bounds__(kThreads) gsvnet_edge_map_from_labels(const in
   if (x >= w || y >= h) return;
   const int64_t plane = (int64_t)h * w;
   const int32_t* lab = labels + blockIdx.z * plane;
-  auto label = [&](int32_t dy, int32_t dx) -> float {
-    return (float)__ldg(lab + (int64_t)gsvnet::clamp_index(y + dy, h) * w + gsvnet::clamp_index(x + dx, w));
+  auto label = [&](int32_t dy, int32_t dx) -> int32_t {
+    return gsvnet::inside(y + dy, x + dx, h, w) ? __ldg(lab + (int64_t)(y + dy) * w + (x + dx)) : 0;  // zero padding
   };
   edge[blockIdx.z * plane + (int64_t)y * w + x] = gsvnet::edge_pixel(label);
 }
@@ -89,7 +91,7 @@ cudaError_t gsvnet_launch_edge_map(const void* scores, const int32_t* labels, fl
   } else if (dtype == gsvnet::kFloat32) {
     gsvnet_edge_map_f32<<<grid, block, 0, stream>>>(static_cast<const float*>(scores), n, c, h, w, edge);
   } else if (dtype == gsvnet::kFloat16) {
-    gsvnet_edge_map_f16<<<grid, block, 0, stream>>>(static_cast<const __half*>(scores), n, c, h, w, edge);
+    gsvnet_edge_map_f16<<<grid, block, 0, stream>>>(static_cast<const gsvnet::half_t*>(scores), n, c, h, w, edge);
   } else {
     return cudaErrorInvalidValue;
   }

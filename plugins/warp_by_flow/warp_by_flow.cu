@@ -1,13 +1,14 @@
 // gsvnet::WarpByFlow: backward bilinear warp of [N,C,h,w] scores by a [N,2,h,w] FP32 flow
 // (plugins/SPEC.md). One thread per output pixel: the four taps and their weights are
 // computed once and applied to all C classes. The `_labels` variants also write the argmax
-// over classes of the stored output (int32 [N,h,w]) so the edge map of the warped scores
-// needs one int per pixel instead of re-reading C scores.
+// over classes of the stored output (int32 [N,h,w], first maximum on ties) so the edge map of
+// the warped scores (edge_map.cu, gsvnet_edge_map_from_labels) needs one int per pixel instead
+// of re-reading C scores.
 //
 // Kernel arguments follow the TensorRT AOT plugin order: inputs, int32 sizes, outputs.
 #include "../common/gsvnet_ops.h"
 
-#ifndef GSVNET_KERNELS_ONLY  // defined by the CPU emulation harness in tests/plugins/emulation
+#ifndef GSVNET_KERNELS_ONLY  // defined by NVRTC builds (plugins/nvrtc.py) and the CPU emulation harness
 #include <cuda_runtime.h>
 #endif
 
@@ -53,9 +54,9 @@ __global__ void __launch_bounds__(kWarpBlock) gsvnet_warp_by_flow_f32(const floa
   warp_body<float, false>(seg, flow, c, h, w, out, nullptr);
 }
 
-__global__ void __launch_bounds__(kWarpBlock) gsvnet_warp_by_flow_f16(const __half* seg, const float* flow, int32_t n, int32_t c, int32_t h, int32_t w, __half* out) {
+__global__ void __launch_bounds__(kWarpBlock) gsvnet_warp_by_flow_f16(const gsvnet::half_t* seg, const float* flow, int32_t n, int32_t c, int32_t h, int32_t w, gsvnet::half_t* out) {
   (void)n;
-  warp_body<__half, false>(seg, flow, c, h, w, out, nullptr);
+  warp_body<gsvnet::half_t, false>(seg, flow, c, h, w, out, nullptr);
 }
 
 __global__ void __launch_bounds__(kWarpBlock)
@@ -65,9 +66,9 @@ __global__ void __launch_bounds__(kWarpBlock)
 }
 
 __global__ void __launch_bounds__(kWarpBlock)
-    gsvnet_warp_by_flow_labels_f16(const __half* seg, const float* flow, int32_t n, int32_t c, int32_t h, int32_t w, __half* out, int32_t* labels) {
+    gsvnet_warp_by_flow_labels_f16(const gsvnet::half_t* seg, const float* flow, int32_t n, int32_t c, int32_t h, int32_t w, gsvnet::half_t* out, int32_t* labels) {
   (void)n;
-  warp_body<__half, true>(seg, flow, c, h, w, out, labels);
+  warp_body<gsvnet::half_t, true>(seg, flow, c, h, w, out, labels);
 }
 
 #ifndef GSVNET_KERNELS_ONLY
@@ -88,8 +89,8 @@ cudaError_t gsvnet_launch_warp_by_flow(const void* seg, const float* flow, void*
       gsvnet_warp_by_flow_f32<<<grid, block, 0, stream>>>(s, flow, n, c, h, w, o);
     }
   } else if (dtype == gsvnet::kFloat16) {
-    const __half* s = static_cast<const __half*>(seg);
-    __half* o = static_cast<__half*>(out);
+    const gsvnet::half_t* s = static_cast<const gsvnet::half_t*>(seg);
+    gsvnet::half_t* o = static_cast<gsvnet::half_t*>(out);
     if (labels) {
       gsvnet_warp_by_flow_labels_f16<<<grid, block, 0, stream>>>(s, flow, n, c, h, w, o, labels);
     } else {

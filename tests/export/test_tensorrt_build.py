@@ -76,7 +76,7 @@ def test_profiles_cover_batch_1_to_max_optimised_for_1():
     inputs = [s.to_dict() for s in table["filter"].inputs]
     shapes = tensorrt_build.profile_shapes(inputs, max_batch=4)
     assert list(shapes) == ["warped", "intra", "weights"]
-    assert shapes["weights"] == {"min": [1, 10, 128, 256], "opt": [1, 10, 128, 256], "max": [4, 10, 128, 256]}
+    assert shapes["weights"] == {"min": [1, 11, 128, 256], "opt": [1, 11, 128, 256], "max": [4, 11, 128, 256]}
     image = tensorrt_build.profile_shapes([s.to_dict() for s in table["keyframe"].inputs], 8)["image"]
     assert image["max"] == [8, 1024, 2048, 3]
     from polygraphy.backend.trt import Profile  # the builder's profile object, filled the same way
@@ -84,7 +84,7 @@ def test_profiles_cover_batch_1_to_max_optimised_for_1():
     profile = Profile()
     for name, s in shapes.items():
         profile.add(name, min=s["min"], opt=s["opt"], max=s["max"])
-    assert tuple(profile["weights"].max) == (4, 10, 128, 256)
+    assert tuple(profile["weights"].max) == (4, 11, 128, 256)
 
 
 def test_settings_that_change_an_engine():

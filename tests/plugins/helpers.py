@@ -30,12 +30,14 @@ def warp_inputs(rng: np.random.Generator, shape: tuple[int, int, int, int], max_
     return seg, flow
 
 
-def filter_inputs(rng: np.random.Generator, shape: tuple[int, int, int, int], radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random warped/intra scores and non-negative weights [N,(2r+1)^2+1,h,w]."""
+def filter_inputs(rng: np.random.Generator, shape: tuple[int, int, int, int], radius: int,
+                  scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random warped/intra scores and non-negative weights [N,K+2,h,w] (K = (2r+1)^2 shifts,
+    intra, null), uniform in [0, scale): a small ``scale`` makes the 1e-9 eps matter."""
     n, _, h, w = shape
     warped = rng.standard_normal(shape).astype(np.float32)
     intra = rng.standard_normal(shape).astype(np.float32)
-    weights = rng.uniform(0.0, 1.0, (n, (2 * radius + 1) ** 2 + 1, h, w)).astype(np.float32)
+    weights = (rng.uniform(0.0, 1.0, (n, (2 * radius + 1) ** 2 + 2, h, w)) * scale).astype(np.float32)
     return warped, intra, weights
 
 

@@ -17,7 +17,7 @@ def _kernels_in_sources() -> dict[str, set[str]]:
     for source, path in nvcc.SOURCES.items():
         text = path.read_text()
         found = set(re.findall(r"__global__ void __launch_bounds__\(\w+\)\s*(gsvnet_\w+)\(", text))
-        found |= {f"gsvnet_chunk_filter_r{r}_{s}" for r, s in re.findall(r"^GSVNET_CHUNK_FILTER_ENTRY\((\d), (\w+), \w+\)", text, re.M)}
+        found |= {f"gsvnet_chunk_filter_r{r}_{s}" for r, s in re.findall(r"^GSVNET_CHUNK_FILTER_ENTRY\((\d), (\w+), [\w:]+\)", text, re.M)}
         names[source] = found
     return names
 

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from plugins import launcher, nvcc
+from tests.gsvnet.reference import chunk_filter_np
 from tests.plugins.helpers import check_warp, errors, filter_inputs, reference_edge, reference_filter, warp_inputs
+from tests.plugins.test_cpu_build import tiny_weights
 
 pytestmark = pytest.mark.gpu
 
@@ -98,6 +100,17 @@ def test_chunk_filter(gpu, dev, shape, radius, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("radius", [1, 3])
+def test_chunk_filter_null_weight_and_eps(gpu, dev, radius, dtype, rng):
+    shape = (2, 3, 33, 40)
+    warped, intra, _ = (a.astype(dtype) for a in filter_inputs(rng, shape, radius))
+    weights = tiny_weights(rng, warped, radius)
+    out = dev.empty(shape, dtype)
+    gpu.chunk_filter(dev.put(warped), dev.put(intra), dev.put(weights), out, *shape, radius, half=dtype == np.float16)
+    _assert_close(dev.get(out, shape, dtype), chunk_filter_np(warped, intra, weights, radius), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_edge_map(gpu, dev, shape, dtype, rng):
     scores = rng.integers(0, 3, shape).astype(dtype)
@@ -105,8 +118,7 @@ def test_edge_map(gpu, dev, shape, dtype, rng):
     edge = dev.empty((n, 1, h, w), np.float32)
     gpu.edge_map(dev.put(scores), edge, n, c, h, w, half=dtype == np.float16)
     got = dev.get(edge, (n, 1, h, w), np.float32)
-    abs_err, _ = errors(got, reference_edge(scores))
-    assert abs_err < 1e-6, abs_err
+    np.testing.assert_array_equal(got, reference_edge(scores))
     labels = dev.put(scores.astype(np.float32).argmax(axis=1).astype(np.int32))
     from_labels = dev.empty((n, 1, h, w), np.float32)
     gpu.edge_map_from_labels(labels, from_labels, n, h, w)

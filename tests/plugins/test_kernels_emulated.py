@@ -19,7 +19,9 @@ import pytest
 
 from plugins import cpu, geometry
 from plugins.launcher import pack_launch_args
+from tests.gsvnet.reference import chunk_filter_np, edge_map_np
 from tests.plugins.helpers import check_warp, errors, filter_inputs, reference_edge, reference_filter, warp_inputs
+from tests.plugins.test_cpu_build import tiny_weights
 
 HARNESS = Path(__file__).resolve().parent / "emulation" / "run_kernels.cpp"
 CXX = shutil.which("g++")
@@ -75,6 +77,21 @@ def test_chunk_filter_kernels(emu, shape, radius, dtype, rng):
     _launch(emu, geometry.chunk_filter(n, c, h, w, radius, dtype == np.float16), [warped, intra, weights], [out])
     abs_err, rel_err = errors(out, reference_filter(warped, intra, weights, radius))
     assert abs_err < TOL[dtype] and rel_err < TOL[dtype], (abs_err, rel_err)
+    np.testing.assert_array_equal(out, cpu.chunk_filter(warped, intra, weights, radius))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("radius", [1, 3])
+def test_chunk_filter_kernels_null_weight_and_eps(emu, radius, dtype, rng):
+    shape = (2, 3, 9, 33)  # two tiles in x, two in y
+    warped, intra, _ = (a.astype(dtype) for a in filter_inputs(rng, shape, radius))
+    weights = tiny_weights(rng, warped, radius)  # the null channel wins at ~1/(K+2) of the pixels
+    out = np.full(shape, np.nan, dtype)
+    _launch(emu, geometry.chunk_filter(*shape, radius, dtype == np.float16), [warped, intra, weights], [out])
+    abs_err, rel_err = errors(out, chunk_filter_np(warped, intra, weights, radius))
+    assert abs_err < TOL[dtype] and rel_err < TOL[dtype], (abs_err, rel_err)
+    null = weights[:, -1] > 0
+    assert null.any() and np.all(out.transpose(1, 0, 2, 3)[:, null] == 0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
@@ -84,9 +101,22 @@ def test_edge_map_kernels(emu, shape, dtype, rng):
     n, c, h, w = shape
     edge = np.full((n, 1, h, w), np.nan, np.float32)
     _launch(emu, geometry.edge_map(n, c, h, w, dtype == np.float16), [scores], [edge])
-    abs_err, _ = errors(edge, reference_edge(scores))
-    assert abs_err < 1e-6, abs_err
+    np.testing.assert_array_equal(edge, reference_edge(scores))
+    np.testing.assert_array_equal(edge, edge_map_np(scores))
     labels = np.ascontiguousarray(scores.astype(np.float32).argmax(axis=1).astype(np.int32))
     from_labels = np.full((n, 1, h, w), np.nan, np.float32)
     _launch(emu, geometry.edge_map_from_labels(n, h, w), [labels], [from_labels])
     np.testing.assert_array_equal(from_labels, edge)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_warp_labels_feed_the_edge_map_of_the_warped_scores(emu, dtype, rng):
+    shape = (2, 5, 9, 33)
+    seg, flow = warp_inputs(rng, shape)
+    seg = seg.astype(dtype)
+    n, c, h, w = shape
+    out, labels = np.full(shape, np.nan, dtype), np.full((n, h, w), -1, np.int32)
+    _launch(emu, geometry.warp_by_flow(n, c, h, w, dtype == np.float16, labels=True), [seg, flow], [out, labels])
+    edge = np.full((n, 1, h, w), np.nan, np.float32)
+    _launch(emu, geometry.edge_map_from_labels(n, h, w), [labels], [edge])
+    np.testing.assert_array_equal(edge, reference_edge(out))  # GSVNet.guide_weights: edge map of the warped scores

@@ -39,7 +39,7 @@ def test_compiles_without_warnings_or_spills(name, arch, tmp_path):
 
 def _macro_kernels(source: str) -> set[str]:
     """Entry points stamped out by GSVNET_CHUNK_FILTER_ENTRY(R, SUFFIX, T)."""
-    return {f"gsvnet_chunk_filter_r{r}_{s}" for r, s in re.findall(r"^GSVNET_CHUNK_FILTER_ENTRY\((\d), (\w+), \w+\)", source, re.M)}
+    return {f"gsvnet_chunk_filter_r{r}_{s}" for r, s in re.findall(r"^GSVNET_CHUNK_FILTER_ENTRY\((\d), (\w+), [\w:]+\)", source, re.M)}
 
 
 def test_parse_ptxas_reads_registers_spills_and_shared_memory():

@@ -105,7 +105,7 @@ def test_bad_requests_are_rejected():
         as_custom_op(warp_graph(), "WarpByFlow", {"radius": 1})
     with pytest.raises(ValueError, match="3 inputs"):
         as_custom_op(warp_graph(), "ChunkFilter")
-    with pytest.raises(ValueError, match="needs 26 weight channels"):
+    with pytest.raises(ValueError, match="needs 27 weight channels"):
         as_custom_op(filter_graph(1), "ChunkFilter", {"radius": 2})
     assert [(a.name, a.i) for a in as_custom_op(filter_graph(1), "ChunkFilter").graph.node[0].attribute] == [("radius", 1)]
 

@@ -26,6 +26,5 @@ T __ldg(const T* p) {
   return *p;
 }
 
-using __half = gsvnet::half_t;
 
 #endif  // GSVNET_CUDA_SHIM_H
