@@ -16,21 +16,32 @@ from plugins import geometry
 
 def fused_chunk_filter_bytes(classes: int, radius: int, itemsize: int = 4) -> dict[str, float]:
     """Per-pixel traffic of the fused kernel: 'dram' counts each tensor once (warped, intra and
-    out C values, K+1 weights); 'l2' adds the halo re-reads of each 32x8 tile's staging."""
-    k1 = (2 * radius + 1) ** 2 + 1
+    out C values each, the K+2 weights); 'l2' adds the halo re-reads of each 32x8 tile's staging."""
+    k2 = (2 * radius + 1) ** 2 + 2
     halo = (geometry.TILE_W + 2 * radius) * (geometry.TILE_H + 2 * radius) / (geometry.TILE_W * geometry.TILE_H)
     return {
-        "dram": float(itemsize * (3 * classes + k1)),
-        "l2": float(itemsize * (classes * halo + 2 * classes + k1)),
+        "dram": float(itemsize * (3 * classes + k2)),
+        "l2": float(itemsize * (classes * halo + 2 * classes + k2)),
     }
 
 
-def decomposition_bytes(classes: int, radius: int, itemsize: int = 4) -> float:
-    """Per-pixel traffic of the ideal unfused decomposition, each op materialising its output:
-    Pad (2C), K Slices of the padded scores (2C each), K+1 Slices of the weights (2 each),
-    K+1 Muls (2C+1 each), K Adds (3C each), ReduceSum (K+2), eps Add (2), Div (2C+1)."""
+def decomposition_bytes(classes: int, radius: int, itemsize: int = 4, grid: tuple[int, int] | None = None) -> float:
+    """Per-pixel traffic of the ideal unfused decomposition, every node reading its inputs and
+    writing its outputs whole (the accounting of ``graph_bytes_per_pixel``):
+
+    Pad of warped (C in, Cp out), K Slices of the padded scores (Cp in, C out each), one Split
+    of the K+2 weights into channels (K+2 in, K+2 out), K+1 Muls (C+1 in, C out each: K shifts
+    and intra), K Adds (2C in, C out each), ReduceSum of the weights (K+2 in, 1 out), the eps
+    Add (1 in, 1 out), Div (C+1 in, C out). Cp is the padded tensor per output pixel,
+    C (h+2r)(w+2r)/(hw) on an h x w ``grid``, C when ``grid`` is None (large grids)."""
     c, k = classes, (2 * radius + 1) ** 2
-    values = 2 * c + 2 * c * k + 2 * (k + 1) + (k + 1) * (2 * c + 1) + 3 * c * k + (k + 2) + 2 + (2 * c + 1)
+    if grid is None:
+        cp = float(c)
+    else:
+        h, w = grid
+        cp = c * (h + 2 * radius) * (w + 2 * radius) / (h * w)
+    values = ((c + cp) + k * (cp + c) + 2 * (k + 2) + (k + 1) * (2 * c + 1) + k * 3 * c
+              + (k + 2 + 1) + 2 + (2 * c + 1))
     return float(itemsize * values)
 
 
