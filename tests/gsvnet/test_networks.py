@@ -107,7 +107,7 @@ def test_gsvnet_steps_shapes_and_dtypes(name):
         warped = model.warp(key.scores, flow)
         intra = model.intra_scores(nxt.small)
         weights = model.guide_weights(intra, warped)
-        assert weights.shape == (2, 26, 12, 20)
+        assert weights.shape == (2, 27, 12, 20)  # K = 25 shifts, intra, null
         labels = model.labels(nxt, (96, 160))
     assert labels.shape == (2, 96, 160) and labels.dtype == torch.uint8 and int(labels.max()) < 11
 
