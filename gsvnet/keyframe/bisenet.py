@@ -99,7 +99,7 @@ class BiSeNetR18(KeyframeNet):
 
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         spatial = self.spatial_path(x)
-        c1, c2, c3, c4 = (torch.relu(f) for f in self.context_path.encode(x))
+        c1, c2, c3, c4 = self.context_path.encode(x)
         last = self.global_context(c4)  # [N,128,1,1], broadcast over c4's grid
         refined = []
         for fm, target, arm, refine in zip((c4, c3), (c3, c2), self.arms, self.refines):

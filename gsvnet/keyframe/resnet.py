@@ -91,12 +91,14 @@ class ResNet18Encoder(nn.Module):
         return [self.layer1, self.layer2, self.layer3, self.layer4]
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Per-stage outputs before the last ReLU of each stage (apply relu for post-activation)."""
+        """Per-stage outputs after each stage's last ReLU. (The official SwiftNet code returns
+        (relu, out) from its blocks, but its in-place ReLU makes ``out`` the activated tensor
+        too, so its skips are post-activation; checked against its modules by
+        ``python -m gsvnet.official_parity``.)"""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         feats = []
         for stage in self.stages():
             for block in stage:
-                pre = block(x)
-                x = F.relu(pre)
-            feats.append(pre)
+                x = F.relu(block(x))
+            feats.append(x)
         return feats
