@@ -6,23 +6,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
-import json
 import platform
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .manifest import (FORMAT, MANIFEST_NAME, STAGES, VERSION, Manifest, ManifestError, read_manifest, sha256_file,
-                       write_json_atomic)
+from .build_errors import TENSORRT_MISSING, BuildError
+from .custom_ops import custom_op_transform
+from .manifest import (FORMAT, MANIFEST_NAME, STAGES, VERSION, Manifest, ManifestError, build_key, read_manifest,
+                       sha256_file, write_json_atomic)
 
 DEFAULT_SIZE = (1024, 2048)
 DEFAULT_OUT = Path("engines")
 CHECKPOINT_FILE = "model.pt"
-
-
-class BuildError(RuntimeError):
-    """A one-line, user-facing reason the build cannot go on."""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -102,10 +99,6 @@ def tensorrt_available() -> bool:
     return True
 
 
-TENSORRT_MISSING = ("TensorRT is not importable: install it on a machine with an NVIDIA GPU and driver "
-                    "(pip install tensorrt, which needs access to NVIDIA's package index), or use --backend onnx")
-
-
 def _load_model(args: argparse.Namespace):
     """(model, checkpoint description) from the flags; the model is in eval mode."""
     import torch
@@ -142,32 +135,6 @@ def _versions() -> dict:
 
     return {"gsvnet": gsvnet.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version(), "platform": platform.platform()}
-
-
-def _custom_op_transform(mode: str, radius: int):
-    """The exporter hook that turns the warp / filter graphs into gsvnet-domain nodes (or None)."""
-    if mode == "none":
-        return None
-    try:
-        from plugins.onnx_ops import as_custom_op
-    except ImportError as e:
-        raise BuildError(f"--custom-ops function needs plugins.onnx_ops ({e}); use --custom-ops none") from None
-
-    def transform(proto, stage):
-        if stage.custom_op is None:
-            return proto
-        attrs = {"radius": radius} if stage.custom_op == "ChunkFilter" else None
-        return as_custom_op(proto, stage.custom_op, attrs, with_function=True)
-
-    return transform
-
-
-def build_key(checkpoint_sha: str, config: dict, args: argparse.Namespace, versions: dict) -> str:
-    """Everything the ONNX graphs depend on, hashed: equal keys mean the graphs can be reused."""
-    relevant = {"checkpoint": checkpoint_sha, "config": config, "size": list(args.size), "opset": args.opset,
-                "custom_ops": args.custom_ops, "precision": "fp32",
-                "versions": {k: versions[k] for k in ("gsvnet", "torch", "onnx")}}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
 def _up_to_date(out: Path, key: str) -> Manifest | None:
@@ -210,7 +177,7 @@ def build(args: argparse.Namespace, log=print) -> Manifest:
     for k, v in model.state_dict().items():
         state_digest.update(k.encode())
         state_digest.update(v.detach().cpu().contiguous().numpy().tobytes())
-    key = build_key(state_digest.hexdigest(), config.to_dict(), args, versions)
+    key = build_key(state_digest.hexdigest(), config.to_dict(), args.size, args.opset, args.custom_ops, versions)
 
     reuse = None if args.force else _up_to_date(out, key)
     if reuse is not None and not want_trt:
@@ -225,7 +192,7 @@ def build(args: argparse.Namespace, log=print) -> Manifest:
     graphs, failures = export_graphs(
         model, args.size, out, precision="fp32", opset=args.opset, custom_ops=args.custom_ops, build_key=key,
         stages=STAGES, reuse=reuse.graphs if reuse is not None else {},
-        transform=_custom_op_transform(args.custom_ops, config.radius), log=log)
+        transform=custom_op_transform(args.custom_ops, config.radius), log=log)
     if failures:
         raise BuildError(f"onnxruntime disagrees with PyTorch beyond tolerance for: {', '.join(failures)} "
                          f"(see the lines above); no manifest was written")
@@ -238,7 +205,7 @@ def build(args: argparse.Namespace, log=print) -> Manifest:
         "model": config.to_dict(),
         "checkpoint": {"file": CHECKPOINT_FILE, "sha256": sha256_file(ckpt_path), **{k: v for k, v in ckpt_info.items() if k != "metadata"}},
         "frame_size": list(args.size), "grid_size": list(grid_size(args.size)),
-        "key_size": list(key_size(args.size, config.key_scale)),
+        "key_size": list(key_size(args.size, config.key_scale, config.resampling)),
         "opset": args.opset, "custom_ops": args.custom_ops, "graphs": graphs,
         "engines": reuse.engines if reuse is not None else {},
         "export_seconds": round(time.perf_counter() - started, 1),

@@ -85,7 +85,7 @@ def stage_functions(frame_size: tuple[int, int]) -> dict[str, Callable[..., torc
         "intra": lambda m, small: m.intra_scores(small),
         "guide": lambda m, intra, warped: m.guide_weights(intra, warped),
         "filter": lambda m, warped, intra, weights: m.fuse(warped, intra, weights),
-        "labels": lambda m, scores: ops.scores_to_labels(scores, frame_size),
+        "labels": lambda m, scores: m.scores_to_labels(scores, frame_size),
     }
 
 

@@ -18,6 +18,9 @@ from .keyframe import KeyframeNet, Normalization, create_keyframe_net
 from .propagation import FlowNet, GuidingNet, IntraNet
 
 
+RESAMPLING = ("half_pixel", "official")
+
+
 @dataclass
 class GSVNetConfig:
     """Everything needed to rebuild a GSVNet (stored in checkpoints and manifests)."""
@@ -32,10 +35,16 @@ class GSVNetConfig:
     class_names: list[str] = field(default_factory=list)
     palette: list[list[int]] = field(default_factory=list)
     normalization: dict | None = None  # None: the keyframe net's default
+    #: "half_pixel": 8x8-average 1/8 frames, half-pixel bilinear resizes (this project's nets);
+    #: "official": bilinear resizes with align_corners=True everywhere, as robert80203/GSVNet
+    #: computes them (its 1/8 frame, keyframe input and output, and the final label upsampling)
+    resampling: str = "half_pixel"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.key_scale <= 1.0:
             raise ValueError(f"key_scale must be in (0, 1], got {self.key_scale}")
+        if self.resampling not in RESAMPLING:
+            raise ValueError(f"resampling must be one of {RESAMPLING}, got {self.resampling!r}")
         if self.radius < 1:
             raise ValueError(f"radius must be >= 1, got {self.radius}")
         if not self.class_names:
@@ -65,8 +74,11 @@ def grid_size(frame_size: tuple[int, int]) -> tuple[int, int]:
     return height // 8, width // 8
 
 
-def key_size(frame_size: tuple[int, int], key_scale: float) -> tuple[int, int]:
-    """Keyframe input size: the frame scaled by ``key_scale``, rounded to a multiple of 8."""
+def key_size(frame_size: tuple[int, int], key_scale: float, resampling: str = "half_pixel") -> tuple[int, int]:
+    """Keyframe input size: the frame scaled by ``key_scale``, rounded to a multiple of 8
+    (``official`` resampling: floored, as the official code's ``height // 4 * 3``)."""
+    if resampling == "official":
+        return tuple(max(8, int(s * key_scale)) for s in frame_size)  # type: ignore[return-value]
     return tuple(max(8, int(round(s * key_scale / 8)) * 8) for s in frame_size)  # type: ignore[return-value]
 
 
@@ -112,15 +124,23 @@ class GSVNet(nn.Module):
         return self
 
     # ---- stages (each exported as its own graph) ------------------------------------------
+    @property
+    def align_corners(self) -> bool:
+        """Whether resizes use the official code's align_corners=True convention."""
+        return self.config.resampling == "official"
+
     def downsample(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 [N,H,W,3] -> normalised 1/8 frame [N,3,h,w] in the compute dtype."""
+        if self.align_corners:
+            return ops.downsample8_bilinear(image, self.mean, self.std).to(self.dtype)
         return ops.downsample8(image, self.mean, self.std).to(self.dtype)
 
     def keyframe_scores(self, image: torch.Tensor) -> torch.Tensor:
         """uint8 [N,H,W,3] -> keyframe net scores resized to the 1/8 grid [N,C,h,w]."""
         frame = tuple(image.shape[1:3])
-        x = ops.resize(ops.normalize(image, self.mean, self.std), key_size(frame, self.config.key_scale))
-        return ops.resize(self.keyframe(x.to(self.dtype)), grid_size(frame))
+        size = key_size(frame, self.config.key_scale, self.config.resampling)
+        x = ops.resize(ops.normalize(image, self.mean, self.std), size, self.align_corners)
+        return ops.resize(self.keyframe(x.to(self.dtype)), grid_size(frame), self.align_corners)
 
     def estimate_flow(self, small: torch.Tensor, prev_small: torch.Tensor) -> torch.Tensor:
         """Flow [N,2,h,w], always float32 (an FP16 flow loses ~1e-2 px)."""
@@ -153,6 +173,10 @@ class GSVNet(nn.Module):
         small = self.downsample(image)
         return PropagationState(self.propagate(state.scores, state.small, small), small)
 
+    def scores_to_labels(self, scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """uint8 [N,size] label map: bilinear upsampling of scores [N,C,h,w], then argmax."""
+        return ops.scores_to_labels(scores, size, self.align_corners)
+
     def labels(self, state: PropagationState, size: tuple[int, int]) -> torch.Tensor:
-        """uint8 [N,size] label map: bilinear upsampling of the scores, then argmax."""
-        return ops.scores_to_labels(state.scores, size)
+        """uint8 [N,size] label map of a step's scores."""
+        return self.scores_to_labels(state.scores, size)

@@ -17,6 +17,8 @@ re-statement of the official forward):
 - The official guiding net outputs 11 weights [unshifted, 8 shifts, null, intra]; ours orders the
   same K + 2 = 11 as [9 shifts row-major over (dy, dx), intra, null] (plugins/SPEC.md): a row
   permutation, exact.
+- The official pipeline resizes with align_corners=True everywhere and takes its 1/8 frames by
+  bilinear point sampling; models built from official files use ``resampling="official"``.
 - The official pipeline feeds the flow and intra nets BGR frames (its transforms flip PIL's RGB)
   and the keyframe net RGB (it flips them back before the segmentation net); ours feeds RGB
   everywhere, so only the first convs of the flow and intra nets are channel-flipped.
@@ -203,7 +205,7 @@ def model_from_official_files(net: str, keyframe: str | os.PathLike, propagation
     training checkpoint (``state_dict`` + ``state_dict_of``), and optionally a separate flow state dict."""
     from .model import GSVNet, GSVNetConfig
 
-    model = GSVNet(GSVNetConfig(keyframe_net=net, num_classes=num_classes, radius=1))
+    model = GSVNet(GSVNetConfig(keyframe_net=net, num_classes=num_classes, radius=1, resampling="official"))
     kf_path, prop_path = Path(keyframe), Path(propagation)
     prop = read_official_file(prop_path)
     if not isinstance(prop.get(PROPAGATION_KEY), Mapping):

@@ -155,13 +155,23 @@ def normalize(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tor
     return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
 
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize (half-pixel centres, no antialiasing) of [N,C,h,w] to ``size``."""
+def downsample8_bilinear(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The official GSVNet's 1/8 frame: bilinear resize with align_corners=True (point samples at
+    i (H-1)/(h-1), no averaging) of the normalised frame, uint8 [N,H,W,3] -> [N,3,H/8,W/8] float32."""
+    height, width = image.shape[1:3]
+    if height % 8 or width % 8:
+        raise ValueError(f"frame size {height}x{width} is not a multiple of 8; resize frames to the engine size first")
+    return resize(normalize(image, mean, std), (height // 8, width // 8), align_corners=True)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
+    """Bilinear resize (no antialiasing) of [N,C,h,w] to ``size``: half-pixel centres, or corner
+    pixels aligned (``align_corners``, the official GSVNet's convention)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
-def scores_to_labels(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def scores_to_labels(scores: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
     """Upsample scores [N,C,h,w] bilinearly to ``size`` and take argmax: uint8 [N,H,W]."""
-    return resize(scores.float(), size).argmax(dim=1).to(torch.uint8)
+    return resize(scores.float(), size, align_corners).argmax(dim=1).to(torch.uint8)

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnxruntime as ort
 
 from export.manifest import STAGES, Manifest, verify_file
+from export.onnx_session import make_session
 
 from ..labels import upsample_argmax_x8
 from .base import Array, Backend
 
-
-
-def make_session(path: Path, providers: list[str] | None = None, threads: int = 0) -> ort.InferenceSession:
-    """An onnxruntime session with full graph optimisation (also used by the export checks)."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+__all__ = ["OnnxRuntimeBackend", "make_session"]
 
 
 class OnnxRuntimeBackend(Backend):
@@ -47,7 +37,10 @@ class OnnxRuntimeBackend(Backend):
         return self.sessions[stage].run([self.output_names[stage]], feeds, self.run_options)[0]
 
     def engine_labels(self, scores: Array) -> np.ndarray:
-        """The labels stage without upsampling every class (runtime/labels.py; same labels up to exact ties)."""
+        """The labels stage without upsampling every class (runtime/labels.py; same labels up to exact
+        ties) for half-pixel resampling; the labels graph for the official align_corners convention."""
+        if self.manifest.model.get("resampling", "half_pixel") != "half_pixel":
+            return super().engine_labels(scores)
         with self.timer("labels"):
             return upsample_argmax_x8(scores)
 

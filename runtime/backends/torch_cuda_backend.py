@@ -149,7 +149,7 @@ class TorchCudaBackend(TorchBackend):
     def labels(self, state: State, size: tuple[int, int]) -> np.ndarray:
         b = self._batch(state.scores.shape[0])
         with self.timer("labels"), torch.no_grad():
-            labels = ops.scores_to_labels(state.scores, self.frame_size)
+            labels = self.model.scores_to_labels(state.scores, self.frame_size)
         with self.timer("download"):
             b.labels_host.copy_(labels, non_blocking=True)
             torch.cuda.current_stream(self.device).synchronize()

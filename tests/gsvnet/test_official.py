@@ -126,3 +126,21 @@ def test_official_files_as_the_official_trainer_saves_them(tmp_path, official_st
     torch.save({"state_dict": official_state["grm"]}, tmp_path / "noflow.pth")
     with pytest.raises(CheckpointError, match="state_dict_of"):
         model_from_official_files("swiftnet_r18", tmp_path / "swiftnet.pth", tmp_path / "noflow.pth")
+
+
+def test_official_resampling_follows_the_official_pipeline():
+    """config.resampling = 'official': 1/8 frame, keyframe input/output and labels resized the way
+    trainer/gsvnet_trainer.py does (bilinear, align_corners=True; keyframe input h//4*3)."""
+    g = torch.Generator().manual_seed(2)
+    model = GSVNet(GSVNetConfig(num_classes=C, resampling="official")).eval()
+    image = torch.randint(0, 256, (1, 80, 144, 3), dtype=torch.uint8, generator=g)
+    frame = (image.permute(0, 3, 1, 2).float() - model.mean.view(1, 3, 1, 1)) / model.std.view(1, 3, 1, 1)
+    bilinear = lambda x, size: torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=True)  # noqa: E731
+    with torch.no_grad():
+        assert torch.allclose(model.downsample(image), bilinear(frame, (10, 18)), atol=1e-5)
+        expected = bilinear(model.keyframe(bilinear(frame, (80 // 4 * 3, 144 // 4 * 3))), (10, 18))
+        assert torch.allclose(model.keyframe_scores(image), expected, atol=1e-4)
+        scores = torch.randn(1, C, 10, 18, generator=g)
+        assert torch.equal(model.scores_to_labels(scores, (80, 144)), bilinear(scores, (80, 144)).argmax(1).to(torch.uint8))
+    with pytest.raises(ValueError, match="resampling"):
+        GSVNetConfig(resampling="nearest")
