@@ -7,8 +7,9 @@ and is what NVIDIA's TensorRT samples use. Every op takes raw device pointers (i
 backend, the TensorRT JIT plugin and tests share one path. Launches are asynchronous on that
 stream; nothing here allocates or synchronises.
 
-Kernels come from nvcc (``plugins.nvcc.build``): a cubin for the device's architecture, or the
-``compute_75`` PTX (JIT-compiled by the driver) when this nvcc cannot target the device.
+Kernels come from ``plugins.toolchain``: a cubin for the device's architecture, or PTX the driver
+JIT-compiles, from whichever installed compiler (nvcc, or the CUDA 12 wheels' NVRTC + ptxas) the
+driver can load (driver version from cuDriverGetVersion); otherwise one line says what to install.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from plugins import geometry, nvcc
+from plugins import geometry, nvcc, toolchain
 
 
 class CudaError(RuntimeError):
@@ -57,40 +58,55 @@ def pack_launch_args(inputs: list[int], sizes: tuple[int, ...], outputs: list[in
     return values, array
 
 
+def driver_version() -> tuple[int, int]:
+    """The CUDA version the installed driver supports, e.g. (12, 8), from cuDriverGetVersion."""
+    value = int(_check(_driver().cuDriverGetVersion()))
+    return value // 1000, (value % 1000) // 10
+
+
+def device_arch(device: int = 0) -> str:
+    """'sm_XY' of a CUDA device (initialises the driver)."""
+    driver = _driver()
+    _check(driver.cuInit(0))
+    dev = _check(driver.cuDeviceGet(device))
+    attr = driver.CUdevice_attribute
+    major = _check(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev))
+    minor = _check(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev))
+    return f"sm_{major}{minor}"
+
+
 class GpuKernels:
     """The three kernel modules loaded on one device, with one method per op.
 
-    images: optional {source name: cubin or PTX bytes} to load instead of building with nvcc.
+    images: optional {source name: cubin or PTX bytes} to load instead of building them.
     The device's primary context is made current if the thread has no current context (PyTorch
-    uses the same primary context, so its pointers are valid here).
+    uses the same primary context, so its pointers are valid here). Raises
+    ``toolchain.ToolchainError`` (one line, what to install) when no installed compiler yields
+    kernels this driver can load.
     """
 
     def __init__(self, device: int = 0, images: dict[str, bytes] | None = None) -> None:
         driver = _driver()
-        _check(driver.cuInit(0))
+        self.arch = device_arch(device)
         dev = _check(driver.cuDeviceGet(device))
         if int(_check(driver.cuCtxGetCurrent())) == 0:
             _check(driver.cuCtxSetCurrent(_check(driver.cuDevicePrimaryCtxRetain(dev))))
-        attr = driver.CUdevice_attribute
-        major = _check(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev))
-        minor = _check(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev))
-        self.arch = f"sm_{major}{minor}"
-        self.image_kind: dict[str, str] = {}
+        self.driver = driver_version()
+        self.image: toolchain.Image | None = None
+        if not all(name in (images or {}) for name in nvcc.SOURCES):
+            self.image = toolchain.choose_image(self.arch, self.driver, toolchain.available())
         self._modules = {}
         for name in nvcc.SOURCES:
-            image = (images or {}).get(name) or self._build(name)
+            image = (images or {}).get(name) or toolchain.build(name, self.image.target, self.image.kind, self.image.toolchain)
             if is_ptx(image):
                 image = image.rstrip(b"\0") + b"\0"  # PTX is loaded as a NUL-terminated string
             self._modules[name] = _check(driver.cuModuleLoadData(image))
         self._functions: dict[str, Any] = {}
 
-    def _build(self, name: str) -> bytes:
-        binary = nvcc.find_nvcc()
-        if binary and self.arch in nvcc.supported_archs(binary):
-            self.image_kind[name] = f"cubin {self.arch}"
-            return nvcc.build(name, self.arch, "cubin")
-        self.image_kind[name] = f"ptx {nvcc.DEFAULT_PTX_ARCH}"
-        return nvcc.build(name, nvcc.DEFAULT_PTX_ARCH, "ptx")
+    def describe(self) -> str:
+        """Which kernels were loaded, e.g. 'cubin sm_61 from nvrtc-cu12 12.9 (ptxas 12.9.86), driver CUDA 12.8'."""
+        what = self.image.describe() if self.image else "images passed in"
+        return f"{what}, driver CUDA {self.driver[0]}.{self.driver[1]}"
 
     def function(self, launch: geometry.Launch) -> Any:
         if launch.kernel not in self._functions:

@@ -1,4 +1,4 @@
-"""Build the CUDA kernels with nvcc: cubins for the launcher, PTX for TensorRT AOT plugins.
+"""Build the CUDA kernels with nvcc (the system CUDA toolkit): cubins, PTX, host objects.
 
 Strict flags turn every nvcc, host-compiler and ptxas warning (spills and local memory
 included) into an error, and ``-Xptxas -v`` reports registers, spills and shared memory per
@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +32,8 @@ STRICT_FLAGS = ("-std=c++17", "-Werror", "all-warnings", "-Xcompiler", "-Wall,-W
 #: ... and ptxas' (spills, local memory), with the per-kernel resource report.
 PTXAS_FLAGS = ("-Xptxas", "-v,-warn-spills,-warn-lmem-usage,-Werror")
 
-#: PTX target of the TensorRT AOT plugins: the oldest architecture CUDA 13 compiles for,
-#: JIT-compiled by the driver for the GPU at hand (needs a driver that reads this nvcc's PTX).
+#: PTX target of the TensorRT AOT plugins: the oldest architecture TensorRT 10 runs on,
+#: JIT-compiled by the driver for the GPU at hand (needs a driver that reads the compiler's PTX).
 DEFAULT_PTX_ARCH = "compute_75"
 
 
@@ -142,21 +141,3 @@ def sources_digest(*parts: str) -> str:
     for part in parts:
         digest.update(part.encode())
     return digest.hexdigest()[:16]
-
-
-def build(name: str, arch: str, kind: str = "cubin", root: Path | None = None) -> bytes:
-    """Bytes of kernel family ``name`` ('warp_by_flow', 'chunk_filter', 'edge_map') built for
-    ``arch``, from the cache or freshly compiled. Raises RuntimeError with nvcc's log on failure."""
-    nvcc = find_nvcc()
-    if nvcc is None:
-        raise FileNotFoundError("nvcc not found (set $NVCC or install the CUDA toolkit)")
-    key = sources_digest(nvcc_version(nvcc), kind, arch, *STRICT_FLAGS, *PTXAS_FLAGS)
-    target = (root or cache_dir()) / key / f"{name}.{arch}.{kind}"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            result = compile_source(SOURCES[name], arch, Path(tmp), kind=kind, nvcc=nvcc)
-            if not result.ok:
-                raise RuntimeError(f"nvcc failed for {name} ({arch}):\n{result.log}")
-            os.replace(result.output, target)
-    return target.read_bytes()

@@ -4,9 +4,13 @@ The exporter exports the PyTorch reference of an op (e.g. ``warp_by_flow`` with 
 ``seg``, ``flow`` and output ``out``) and calls :func:`as_custom_op`. The result's main graph is
 one node ``gsvnet::<op_type>`` with the original inputs and outputs; with ``with_function`` the
 model also carries a model-local ONNX function of the same name and domain whose body is the
-original graph, so onnxruntime runs it as is and TensorRT's ONNX parser either maps the node to
-a registered plugin of that name (``plugins.tensorrt_plugins``) or inlines the body.
-Node signatures and attributes: plugins/SPEC.md, "ONNX nodes".
+original graph, so onnxruntime runs it as is.
+
+Every node carries the string attribute ``plugin_namespace="gsvnet"``: TensorRT's ONNX parser
+(onnx-tensorrt) imports a node as a plugin only when it has that attribute, and otherwise inlines
+a model-local function of the same name (NVIDIA/TensorRT samples/python/quickly_deployable_plugins
+README, "ONNX model with a plugin"). onnxruntime ignores the attribute. Node signatures and
+attributes: plugins/SPEC.md, "ONNX nodes".
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from onnx import helper
 
 DOMAIN = "gsvnet"
 DOMAIN_VERSION = 1
+#: The node attribute that makes TensorRT's ONNX parser use the plugin (its value: the plugins'
+#: namespace in plugins.tensorrt_plugins, which is the domain).
+PLUGIN_NAMESPACE_ATTRIBUTE = "plugin_namespace"
 
 #: op_type -> (number of inputs, number of outputs, {attribute: default}) from SPEC.md.
 OPS: dict[str, tuple[int, int, dict[str, int]]] = {
@@ -65,7 +72,8 @@ def as_custom_op(model: onnx.ModelProto, op_type: str, attributes: dict[str, int
     op_type: 'WarpByFlow' or 'ChunkFilter'.
     attributes: node attributes (ints), defaults from SPEC.md filled in (ChunkFilter radius=1).
         The function body is not rewritten: the attributes must describe what the graph
-        computes (checked for the radius where the weights' channel count is static).
+        computes (checked for the radius where the weights' channel count is static). The node
+        also gets ``plugin_namespace="gsvnet"`` (not a function attribute).
     with_function: attach the original graph as a model-local function ``gsvnet::op_type``
         (initializers become Constant nodes), so runtimes without the custom op run the body.
     Keeps the graph inputs, outputs and their shapes, the opset imports (plus ``gsvnet`` 1)
@@ -91,7 +99,8 @@ def as_custom_op(model: onnx.ModelProto, op_type: str, attributes: dict[str, int
     in_names = [value.name for value in inputs]
     out_names = [value.name for value in graph.output]
 
-    node = helper.make_node(op_type, in_names, out_names, name=op_type, domain=DOMAIN, **attrs)
+    node = helper.make_node(op_type, in_names, out_names, name=op_type, domain=DOMAIN, **attrs,
+                            **{PLUGIN_NAMESPACE_ATTRIBUTE: DOMAIN})
     new_graph = helper.make_graph([node], graph.name or op_type, list(inputs), list(graph.output), doc_string=graph.doc_string)
     opset_imports = [helper.make_opsetid(domain, version) for domain, version in opsets.items() if domain != DOMAIN]
     opset_imports.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))

@@ -35,10 +35,16 @@ def _session(model: onnx.ModelProto, options: ort.SessionOptions | None = None) 
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def node_attributes(node: onnx.NodeProto) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
 def _check_custom_graph(model: onnx.ModelProto, source: onnx.ModelProto, op_type: str) -> None:
     onnx.checker.check_model(model, full_check=True)
     (node,) = model.graph.node
     assert (node.op_type, node.domain) == (op_type, DOMAIN)
+    # onnx-tensorrt takes the plugin (not the function body) only for nodes with this string attribute
+    assert node_attributes(node)["plugin_namespace"] == b"gsvnet"
     assert {(o.domain, o.version) for o in model.opset_import} == {("", 18), (DOMAIN, 1)}
     assert [v.SerializeToString() for v in model.graph.input] == [v.SerializeToString() for v in source.graph.input]
     assert [v.SerializeToString() for v in model.graph.output] == [v.SerializeToString() for v in source.graph.output]
@@ -48,7 +54,7 @@ def _check_custom_graph(model: onnx.ModelProto, source: onnx.ModelProto, op_type
 def test_warp_node_with_function_runs_in_onnxruntime(rng):
     model = as_custom_op(warp_graph(), "WarpByFlow")
     _check_custom_graph(model, warp_graph(), "WarpByFlow")
-    assert not model.graph.node[0].attribute
+    assert node_attributes(model.graph.node[0]) == {"plugin_namespace": b"gsvnet"}
     (function,) = model.functions
     assert (function.name, function.domain) == ("WarpByFlow", DOMAIN)
     assert list(function.input) == ["seg", "flow"] and list(function.output) == ["out"]
@@ -70,7 +76,7 @@ def test_chunk_filter_node_with_function_runs_in_onnxruntime(radius, rng):
     model = as_custom_op(source, "ChunkFilter", {"radius": radius})
     _check_custom_graph(model, source, "ChunkFilter")
     node = model.graph.node[0]
-    assert [(a.name, a.i) for a in node.attribute] == [("radius", radius)]
+    assert node_attributes(node) == {"radius": radius, "plugin_namespace": b"gsvnet"}
     (function,) = model.functions
     assert list(function.attribute) == ["radius"]
     assert not any(n.op_type == "GridSample" for n in function.node)
@@ -107,7 +113,7 @@ def test_bad_requests_are_rejected():
         as_custom_op(warp_graph(), "ChunkFilter")
     with pytest.raises(ValueError, match="needs 27 weight channels"):
         as_custom_op(filter_graph(1), "ChunkFilter", {"radius": 2})
-    assert [(a.name, a.i) for a in as_custom_op(filter_graph(1), "ChunkFilter").graph.node[0].attribute] == [("radius", 1)]
+    assert node_attributes(as_custom_op(filter_graph(1), "ChunkFilter").graph.node[0])["radius"] == 1
 
 
 # ---- the bare node (no function) through a custom-op registration calling the CPU build ----
@@ -156,6 +162,7 @@ def test_bare_warp_node_runs_through_the_cpu_build(rng):
     model = as_custom_op(warp_graph(), "WarpByFlow", with_function=False)
     onnx.checker.check_model(model)
     assert not model.functions and model.graph.node[0].domain == DOMAIN
+    assert node_attributes(model.graph.node[0])["plugin_namespace"] == b"gsvnet"
     session = _cpu_op_session(model)
     seg, flow = warp_inputs(rng, (2, 4, 6, 7))
     (got,) = session.run(None, {"seg": seg, "flow": flow})
