@@ -35,6 +35,20 @@ PLUGIN_SOURCES = (
 )
 
 
+#: TensorRT 10's oldest GPU generation (Turing); Pascal (6.x) and Volta (7.0) have no TensorRT 10.
+MIN_TENSORRT_CAPABILITY = (7, 5)
+
+
+def tensorrt_unsupported_reason(compute_capability: str, gpu: str) -> str | None:
+    """One line when TensorRT 10 cannot run on this GPU (it needs compute capability 7.5+)."""
+    major, minor = (int(v) for v in compute_capability.split(".")[:2])
+    if (major, minor) >= MIN_TENSORRT_CAPABILITY:
+        return None
+    return (f"TensorRT 10 needs compute capability {MIN_TENSORRT_CAPABILITY[0]}.{MIN_TENSORRT_CAPABILITY[1]} or newer; "
+            f"{gpu} is {compute_capability}: use --backend torch-cuda (FP32 on this GPU; "
+            "`python -m export.build_engines --backend onnx` builds what it needs)")
+
+
 def rebuild_hint(folder: Path | str) -> str:
     return f"rebuild with `python -m export.build_engines --backend tensorrt --out {folder}`"
 
@@ -46,7 +60,7 @@ class TensorRTEnvironment:
     tensorrt: str  # e.g. "10.13.0.35"
     gpu: str  # e.g. "NVIDIA H100 80GB HBM3"
     compute_capability: str  # e.g. "9.0"
-    nvcc: bool = True  # JIT plugins build their kernels with nvcc at run time
+    compiler: bool = True  # a CUDA compiler (nvcc or the CUDA 12 wheels): JIT plugins build their kernels at run time
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,10 +93,10 @@ def current_environment(device: int = 0) -> TensorRTEnvironment:
     """This machine's TensorRT version and GPU (imports tensorrt and cuda-python)."""
     import tensorrt as trt
 
-    from plugins.nvcc import find_nvcc
+    from plugins import toolchain
 
     name, capability = gpu_identity(device)
-    return TensorRTEnvironment(trt.__version__, name, capability, find_nvcc() is not None)
+    return TensorRTEnvironment(trt.__version__, name, capability, bool(toolchain.available()))
 
 
 def plugin_sources_sha256(root: Path = PLUGINS_DIR) -> str:
@@ -145,9 +159,10 @@ def check_engine(manifest: Manifest, stage: str, entry: Mapping, env: TensorRTEn
         if current != entry.get("plugin_sources_sha256"):
             raise ManifestError(f"engine file {path} was built with other gsvnet plugin code (plugin hash "
                                 f"{str(entry.get('plugin_sources_sha256'))[:12]}, installed {current[:12]}); {fix}")
-        if plugins.get("mode") == "jit" and not env.nvcc:
-            raise ManifestError(f"engine file {path} runs its plugins just-in-time, which builds the CUDA kernels "
-                                f"with nvcc, and nvcc is not installed here; install the CUDA toolkit or {fix}")
+        if plugins.get("mode") == "jit" and not env.compiler:
+            raise ManifestError(f"engine file {path} runs its plugins just-in-time, which builds the CUDA kernels, and "
+                                "no CUDA compiler is installed here; pip install nvidia-cuda-nvrtc-cu12 "
+                                f"nvidia-cuda-nvcc-cu12 (or install nvcc), or {fix}")
     return path
 
 

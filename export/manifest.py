@@ -36,6 +36,14 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def build_key(checkpoint_sha: str, config: dict, size: tuple[int, int], opset: int, custom_ops: str, versions: dict) -> str:
+    """Everything the FP32 ONNX graphs depend on, hashed: equal keys mean the graphs can be reused."""
+    relevant = {"checkpoint": checkpoint_sha, "config": config, "size": list(size), "opset": opset,
+                "custom_ops": custom_ops, "precision": "fp32",
+                "versions": {k: versions[k] for k in ("gsvnet", "torch", "onnx")}}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)

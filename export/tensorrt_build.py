@@ -25,17 +25,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .engine_compat import ENGINE_STAGES, TensorRTEnvironment, engine_stale_reason, plugin_sources_sha256
+from .build_errors import TENSORRT_MISSING, BuildError
+from .custom_ops import custom_op_transform
+from .engine_compat import (ENGINE_STAGES, TensorRTEnvironment, engine_stale_reason, plugin_sources_sha256,
+                            tensorrt_unsupported_reason)
 from .manifest import Manifest, ManifestError, read_manifest, sha256_file
 
 FP16_GRAPHS = "graphs_fp16"
 PLUGIN_KERNELS = {"WarpByFlow": "warp_by_flow", "ChunkFilter": "chunk_filter"}  # op -> plugins.nvcc source
-
-
-def _error(message: str) -> Exception:
-    from .build_engines import BuildError
-
-    return BuildError(message)
 
 
 # ---- pure helpers (tested on the CPU) -----------------------------------------------------------
@@ -95,7 +92,6 @@ def export_fp16_graphs(manifest: Manifest, model: Any, log: Callable[[str], None
     ``previous`` (the manifest on disk) built from the same weights/config/size/opset.
     Sets ``manifest.data["graphs_fp16"]``; raises BuildError naming the graphs that fail.
     """
-    from .build_engines import _custom_op_transform
     from .graphs import export_graphs
 
     folder, data = manifest.folder, manifest.data
@@ -105,9 +101,9 @@ def export_fp16_graphs(manifest: Manifest, model: Any, log: Callable[[str], None
     graphs, failures = export_graphs(
         model, manifest.frame_size, folder, precision="fp16", opset=data["opset"], custom_ops=data["custom_ops"],
         build_key=key, stages=stages, reuse=reuse,
-        transform=_custom_op_transform(data["custom_ops"], model.config.radius), log=log)
+        transform=custom_op_transform(data["custom_ops"], model.config.radius), log=log)
     if failures:
-        raise _error(f"FP16 graphs disagree with the FP32 model beyond tolerance for: {', '.join(failures)} "
+        raise BuildError(f"FP16 graphs disagree with the FP32 model beyond tolerance for: {', '.join(failures)} "
                      "(see the lines above); no engine was built")
     data[FP16_GRAPHS] = graphs
     return graphs
@@ -119,9 +115,7 @@ def _tensorrt() -> Any:
     try:
         import tensorrt as trt
     except Exception as e:  # ImportError, or the bindings wheel without its libraries (OSError)
-        from .build_engines import TENSORRT_MISSING
-
-        raise _error(f"{TENSORRT_MISSING} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise BuildError(f"{TENSORRT_MISSING} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     return trt
 
 
@@ -150,7 +144,7 @@ def _parse(trt: Any, path: Path, strongly_typed: bool, plugin_mode: str | None) 
     parser = trt.OnnxParser(network, get_trt_logger())
     if not parser.parse_from_file(str(path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise _error(f"TensorRT cannot parse {path}: {errors or 'unknown parser error'}")
+        raise BuildError(f"TensorRT cannot parse {path}: {errors or 'unknown parser error'}")
     return builder, network, parser
 
 
@@ -158,6 +152,25 @@ def _plugin_layers(network: Any) -> list[str]:
     """Names of the plugin layers TensorRT's parser created (empty: the function bodies were inlined)."""
     return [layer.name for layer in (network.get_layer(i) for i in range(network.num_layers))
             if layer.type.name.startswith("PLUGIN")]
+
+
+def plugin_layers_in_engine(info: str) -> list[str]:
+    """Names of the plugin layers in an engine inspector's JSON (``get_engine_information`` of an
+    engine built with ProfilingVerbosity.DETAILED: {"Layers": [{"Name", "LayerType", ...}]})."""
+    import json
+
+    layers = json.loads(info).get("Layers", []) if info else []
+    return [str(layer.get("Name", "")) for layer in layers
+            if isinstance(layer, dict) and "plugin" in str(layer.get("LayerType", "")).lower()]
+
+
+def _engine_plugin_layers(trt: Any, blob: Any) -> list[str]:
+    """Plugin layers the built engine really holds, from TensorRT's engine inspector."""
+    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    engine = runtime.deserialize_cuda_engine(blob)
+    if engine is None:
+        return []
+    return plugin_layers_in_engine(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
 
 
 def _write_atomic(path: Path, blob: Any) -> str:
@@ -183,28 +196,55 @@ def _build_engine(trt: Any, folder: Path, stage: str, graph: Mapping, request: M
         with G_LOGGER.verbosity(G_LOGGER.ERROR):
             network = _parse(trt, folder / graph["file"], settings["typing"] == "strongly-typed", settings["plugin_mode"])
             plugin_layers = _plugin_layers(network[1])
+            if graph.get("custom_op") and not plugin_layers:
+                raise BuildError(f"TensorRT {trt.__version__} parsed {graph['file']} without a plugin layer for "
+                                 f"gsvnet::{graph['custom_op']} (it inlined the node's standard-op body); re-export "
+                                 "the graphs with this package (its nodes carry plugin_namespace), or use --custom-ops none")
             profile = Profile()
             for name, shapes in profile_shapes(graph["inputs"], settings["max_batch"]).items():
                 profile.add(name, min=shapes["min"], opt=shapes["opt"], max=shapes["max"])
             config = CreateConfig(fp16=settings["typing"] == "fp16-flag", profiles=[profile],
                                   load_timing_cache=str(timing_cache), builder_optimization_level=settings["opt_level"],
-                                  version_compatible=settings["version_compatible"] or None)
+                                  version_compatible=settings["version_compatible"] or None,
+                                  profiling_verbosity=trt.ProfilingVerbosity.DETAILED)  # the inspector lists layer types
             blob = EngineBytesFromNetwork(network, config=config, save_timing_cache=str(timing_cache))()
     except PolygraphyException as e:
-        raise _error(f"TensorRT could not build the '{stage}' engine: {str(e).splitlines()[0]}") from None
+        raise BuildError(f"TensorRT could not build the '{stage}' engine: {str(e).splitlines()[0]}") from None
     path = folder / f"{stage}.engine"
     sha = _write_atomic(path, blob)
     plugins = None
     if plugin_layers:
-        from plugins import nvcc
+        from plugins import tensorrt_plugins
 
+        in_engine = _engine_plugin_layers(trt, blob)
+        if not in_engine:
+            raise BuildError(f"the TensorRT engine built from {graph['file']} holds no plugin layer (engine inspector); "
+                             "report this with the build log, or use --custom-ops none")
         kernel = PLUGIN_KERNELS.get(graph.get("custom_op") or "", "")
         ptx = {}
         if settings["plugin_mode"] == "aot" and kernel:
-            ptx[kernel] = hashlib.sha256(nvcc.build(kernel, nvcc.DEFAULT_PTX_ARCH, "ptx")).hexdigest()
-        plugins = {"ids": [f"gsvnet::{graph.get('custom_op')}"], "layers": plugin_layers,
+            ptx[kernel] = hashlib.sha256(tensorrt_plugins.aot_ptx(kernel)).hexdigest()
+        plugins = {"ids": [f"gsvnet::{graph.get('custom_op')}"], "layers": plugin_layers, "engine_layers": in_engine,
                    "mode": settings["plugin_mode"], "ptx_sha256": ptx}
     return engine_entry(stage, path.name, sha, graph, request, plugins, time.perf_counter() - started)
+
+
+def register_plugins(trt: Any) -> tuple[str, str]:
+    """Register the gsvnet plugins for a build: (plugin sources sha256, 'aot' or 'jit'); BuildError
+    (one line) when no CUDA compiler is installed or ``tensorrt.plugin`` rejects the registration."""
+    from plugins import tensorrt_plugins, toolchain
+
+    if not toolchain.available():
+        raise BuildError(f"the gsvnet plugins' kernels need a CUDA compiler and none is installed: "
+                         f"{toolchain.nvrtc.INSTALL_HINT} (or install the CUDA toolkit), or export plain graphs "
+                         "with --custom-ops none")
+    try:
+        tensorrt_plugins.register()
+    except Exception as e:  # ImportError (no tensorrt.plugin), ValueError (the plugin schema), ...
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise BuildError(f"TensorRT {trt.__version__} did not accept the gsvnet plugins ({type(e).__name__}: {first}); "
+                         "use TensorRT >= 10.9, or export plain graphs with --custom-ops none") from None
+    return plugin_sources_sha256(), _plugin_mode(trt)
 
 
 def _previous(folder: Path) -> Manifest | None:
@@ -223,32 +263,22 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
 
     trt = _tensorrt()
     if not 1 <= args.max_batch <= MAX_BATCH:
-        raise _error(f"--max-batch must be in 1..{MAX_BATCH}, got {args.max_batch}")
+        raise BuildError(f"--max-batch must be in 1..{MAX_BATCH}, got {args.max_batch}")
     try:
         env = current_environment()
     except Exception as e:
-        raise _error(f"no usable CUDA GPU for TensorRT ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+        raise BuildError(f"no usable CUDA GPU for TensorRT ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                      "build engines on the machine that will run them, or use --backend onnx") from None
+    if tensorrt_unsupported_reason(env.compute_capability, env.gpu):
+        raise BuildError(tensorrt_unsupported_reason(env.compute_capability, env.gpu))
     folder = manifest.folder
     previous = None if args.force else _previous(folder)
     export_fp16_graphs(manifest, model, log, previous)
     graphs = manifest.data[FP16_GRAPHS]
 
-    needs_plugins = any(g.get("custom_op") for g in graphs.values())
     plugin_sha, plugin_mode = None, None
-    if needs_plugins:
-        from plugins import nvcc, tensorrt_plugins
-
-        if nvcc.find_nvcc() is None:
-            raise _error("the gsvnet plugins' kernels are built with nvcc, which is not installed here; "
-                         "install the CUDA toolkit, or export plain graphs with --custom-ops none")
-        try:
-            tensorrt_plugins.register()
-        except ImportError as e:
-            raise _error(f"TensorRT {trt.__version__} has no usable tensorrt.plugin for the gsvnet plugins "
-                         f"({str(e).splitlines()[0] if str(e) else 'ImportError'}); use TensorRT >= 10.10, "
-                         "or export plain graphs with --custom-ops none") from None
-        plugin_sha, plugin_mode = plugin_sources_sha256(), _plugin_mode(trt)
+    if any(g.get("custom_op") for g in graphs.values()):
+        plugin_sha, plugin_mode = register_plugins(trt)
     strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
     timing_cache = Path(args.timing_cache) if args.timing_cache else folder / "timing.cache"
     candidates = {**(previous.engines if previous is not None else {}), **manifest.engines}

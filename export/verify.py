@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from gsvnet import GSVNet
-from runtime.backends.onnxruntime_backend import make_session
-
+from .onnx_session import make_session
 from .stages import Stage, random_inputs
 
 ATOL = 1e-4

@@ -12,7 +12,7 @@ from export.stages import stage_table
 from export.tensorrt_build import builder_settings, engine_entry, engine_request
 from tests.conftest import ENGINE_SIZE
 
-HERE = TensorRTEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", nvcc=True)
+HERE = TensorRTEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", compiler=True)
 
 
 def build_args(**overrides) -> argparse.Namespace:

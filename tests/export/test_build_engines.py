@@ -73,23 +73,35 @@ def test_verification_detects_a_graph_that_differs(engines):
     assert not check.ok and check.max_abs > check.tolerance
 
 
-def test_rerun_reuses_and_force_rebuilds(engines, tmp_path):
-    import shutil
-
-    copy = tmp_path / "eng"
-    shutil.copytree(engines, copy)
-    args = ["--random-weights", "--num-classes", "11", "--out", str(copy), "--size", f"{ENGINE_SIZE[0]}x{ENGINE_SIZE[1]}",
-            "--backend", "onnx", "--seed", "3"]
-    before = {p.name: p.stat().st_mtime_ns for p in copy.iterdir()}
-    messages = []
-    build_engines.build(build_engines.build_parser().parse_args(args), log=messages.append)
-    assert any("up to date" in m for m in messages)
-    assert {p.name: p.stat().st_mtime_ns for p in copy.iterdir()} == before
-    # a corrupted graph is noticed by the runtime check and makes the build stale
-    (copy / "flow.onnx").write_bytes(b"garbage")
+def test_rerun_reuses_force_rebuilds_and_a_stale_graph_is_rebuilt(tmp_path):
+    out = tmp_path / "eng"
+    args = ["--random-weights", "--num-classes", "5", "--out", str(out), "--size", "32x64", "--backend", "onnx", "--seed", "3"]
+    build = lambda *extra: _build(args + list(extra))  # noqa: E731
+    first = build()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = build()  # same weights, config, size, opset: nothing is written
+    assert any("up to date" in m for m in again) and not any(m.startswith("wrote") for m in again)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+    forced = build("--force")  # everything exported and verified again, files rewritten
+    assert not any("up to date" in m for m in forced) and any(m.startswith("wrote 8 graphs") for m in forced)
+    assert sum("ok" in m for m in forced) == sum("ok" in m for m in first) == 8
+    rewritten = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert all(rewritten[f"{stage}.onnx"] != mtimes[f"{stage}.onnx"] for stage in ALL_STAGES)
+    load_manifest(out, needed_graphs=ALL_STAGES)  # every sha256 matches the rewritten files
+    # a corrupted graph is noticed by the runtime check, and the next build (no --force) rebuilds it
+    (out / "flow.onnx").write_bytes(b"garbage")
     with pytest.raises(ManifestError, match="does not match the sha256"):
-        load_manifest(copy, needed_graphs=("flow",))
-    assert build_engines._up_to_date(copy, read_manifest(copy).data["build_key"]) is None
+        load_manifest(out, needed_graphs=("flow",))
+    stale = build()
+    assert not any("up to date" in m for m in stale) and any(m.startswith("wrote") for m in stale)
+    onnx.checker.check_model(onnx.load(str(out / "flow.onnx")), full_check=True)
+    assert load_manifest(out, needed_graphs=ALL_STAGES).graphs["flow"]["sha256"] == sha256_file(out / "flow.onnx")
+
+
+def _build(argv: list[str]) -> list[str]:
+    messages: list[str] = []
+    build_engines.build(build_engines.build_parser().parse_args(argv), log=messages.append)
+    return messages
 
 
 def test_failed_verification_writes_no_manifest(tmp_path, monkeypatch):
@@ -98,7 +110,7 @@ def test_failed_verification_writes_no_manifest(tmp_path, monkeypatch):
     monkeypatch.setattr(verify, "ATOL", -1.0)  # nothing can pass
     args = build_engines.build_parser().parse_args(
         ["--random-weights", "--out", str(tmp_path / "e"), "--size", "32x32", "--backend", "onnx"])
-    monkeypatch.setattr(build_engines, "_custom_op_transform", lambda mode, radius: None)
+    monkeypatch.setattr(build_engines, "custom_op_transform", lambda mode, radius: None)
     monkeypatch.setattr(build_engines, "STAGES", ("intra",))
     with pytest.raises(build_engines.BuildError, match="intra"):
         build_engines.build(args, log=lambda m: None)
@@ -116,9 +128,25 @@ def test_cli_errors_are_one_line(tmp_path):
     missing = run_module("export.build_engines", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x"))
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1] == f"error: checkpoint not found: {tmp_path / 'nope.pt'}"
-    trt = run_module("export.build_engines", "--backend", "tensorrt", "--random-weights", "--out", str(tmp_path / "x"))
-    if trt.returncode == 2:  # TensorRT absent here: one line that says what to install
-        assert "TensorRT is not importable" in trt.stderr and "--backend onnx" in trt.stderr
+
+
+def test_backend_tensorrt_without_tensorrt_or_gpu_stops_in_one_line(tmp_path):
+    from plugins.launcher import gpu_unavailable_reason
+    from plugins.tensorrt_plugins import tensorrt_unavailable_reason
+
+    trt_missing, gpu_missing = tensorrt_unavailable_reason(), gpu_unavailable_reason()
+    if trt_missing is None and gpu_missing is None:
+        pytest.skip("TensorRT and a GPU are here: the build would run (tests/runtime/test_gpu_backends.py builds engines)")
+    trt = run_module("export.build_engines", "--backend", "tensorrt", "--random-weights", "--size", "32x64",
+                     "--out", str(tmp_path / "x"))
+    assert trt.returncode == 2, trt.stderr[-3000:]  # never a traceback (exit 1)
+    assert "Traceback" not in trt.stderr
+    last = trt.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    if trt_missing is not None:  # one line that says what to install
+        assert "TensorRT is not importable" in last and "--backend onnx" in last
+    else:
+        assert "no usable CUDA GPU for TensorRT" in last
 
 
 def test_manifest_json_is_plain_json(engines):
@@ -133,6 +161,9 @@ def test_custom_op_graphs_are_gsvnet_nodes_with_function_bodies(engines):
         proto = onnx.load(str(engines / f"{stage}.onnx"))
         assert [(n.domain, n.op_type) for n in proto.graph.node] == [("gsvnet", op)]
         assert [(f.domain, f.name) for f in proto.functions] == [("gsvnet", op)]
+        # without it onnx-tensorrt inlines the function body instead of using our plugin
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto.graph.node[0].attribute}
+        assert attrs["plugin_namespace"] == b"gsvnet"
         assert manifest.graphs[stage]["custom_op"] == op
     radius = [a for a in onnx.load(str(engines / "filter.onnx")).graph.node[0].attribute if a.name == "radius"]
     assert radius and radius[0].i == 1

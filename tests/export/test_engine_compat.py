@@ -86,10 +86,10 @@ def test_changed_plugin_code_is_refused(tmp_path):
     assert "other gsvnet plugin code" in _one_line_naming(info.value, tmp_path / "eng" / "warp.engine", tmp_path / "eng")
 
 
-def test_jit_plugin_engines_need_nvcc(tmp_path):
+def test_jit_plugin_engines_need_a_cuda_compiler(tmp_path):
     manifest = make_manifest(tmp_path / "eng", mode="jit")
-    without = TensorRTEnvironment(HERE.tensorrt, HERE.gpu, HERE.compute_capability, nvcc=False)
-    with pytest.raises(ManifestError, match="nvcc is not installed"):
+    without = TensorRTEnvironment(HERE.tensorrt, HERE.gpu, HERE.compute_capability, compiler=False)
+    with pytest.raises(ManifestError, match="no CUDA compiler is installed"):
         check_engine(manifest, "warp", manifest.engines["warp"], without)
     aot = make_manifest(tmp_path / "aot", mode="aot")
     assert check_engine(aot, "warp", aot.engines["warp"], without)  # AOT engines carry their PTX

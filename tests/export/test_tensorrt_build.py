@@ -5,13 +5,15 @@ engines needs TensorRT and a GPU: tests/runtime/test_gpu_backends.py."""
 from __future__ import annotations
 
 import argparse
+import sys
+import types
 
 import onnx
 import pytest
 import torch
 
 from export import tensorrt_build
-from export.build_engines import BuildError
+from export.build_errors import BuildError
 from export.manifest import FORMAT, VERSION, Manifest, read_manifest
 from export.stages import stage_table
 from gsvnet import GSVNet, GSVNetConfig
@@ -55,6 +57,7 @@ def test_fp16_graphs_are_verified_against_fp32_and_reused(tmp_path):
     assert _input_types(tmp_path / "eng" / "intra.fp16.onnx") == {"small": fp16}
     warp = onnx.load(str(tmp_path / "eng" / "warp.fp16.onnx"))
     assert [(n.domain, n.op_type) for n in warp.graph.node] == [("gsvnet", "WarpByFlow")]
+    assert {a.name: a.s for a in warp.graph.node[0].attribute}["plugin_namespace"] == b"gsvnet"  # TensorRT takes the plugin
     assert graphs["warp"]["custom_op"] == "WarpByFlow" and graphs["intra"]["custom_op"] is None
     manifest.save()
 
@@ -106,3 +109,64 @@ def test_without_tensorrt_the_build_stops_in_one_line(tmp_path):
         tensorrt_build.build_tensorrt_engines(_manifest(tmp_path / "eng"), _model(), args, print)
     assert "TensorRT is not importable" in str(info.value) and "\n" not in str(info.value)
     assert not list((tmp_path / "eng").iterdir())
+
+
+def _fake_tensorrt_build(monkeypatch, tmp_path, fail_once: set, capability: str = "9.0"):
+    """build_tensorrt_engines up to the plugin registration: stand-in TensorRT modules that enforce
+    the documented tensorrt.plugin schema (tests/plugins/fake_tensorrt.py), a GPU, and FP16 graphs
+    with custom ops (their export is tested above)."""
+    from export import engine_compat
+    from export.engine_compat import TensorRTEnvironment
+    from plugins import tensorrt_plugins
+    from tests.export.helpers import HERE
+    from tests.plugins import fake_tensorrt
+
+    trt, trtp = fake_tensorrt.modules(fail_once)
+    trt.plugin = trtp
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    monkeypatch.setattr(tensorrt_plugins, "_registration", {"applied": set(), "complete": False}, raising=False)
+    monkeypatch.setattr(tensorrt_plugins, "_registered", False, raising=False)
+    monkeypatch.setattr(engine_compat, "current_environment",
+                        lambda device=0: TensorRTEnvironment(HERE.tensorrt, "NVIDIA GeForce GTX 1080 Ti" if capability < "7.5" else HERE.gpu, capability))
+
+    def graphs(manifest, model, log, previous, stages=None):
+        manifest.data["graphs_fp16"] = {"warp": {"custom_op": "WarpByFlow"}, "filter": {"custom_op": "ChunkFilter"}}
+        return manifest.data["graphs_fp16"]
+
+    monkeypatch.setattr(tensorrt_build, "export_fp16_graphs", graphs)
+    args = argparse.Namespace(max_batch=4, opt_level=3, version_compatible=False, force=False, timing_cache=None)
+    return lambda: tensorrt_build.build_tensorrt_engines(_manifest(tmp_path / "eng"), None, args, print)
+
+
+def test_a_plugin_registration_error_stops_the_build_in_one_line(tmp_path, monkeypatch):
+    from plugins import toolchain
+
+    if not toolchain.available():
+        pytest.skip(toolchain.missing_reason("compute_75", []))
+    # tensorrt.plugin rejects a decorator part-way (as 10.9+ rejected an aot_impl without `tactic`)
+    build = _fake_tensorrt_build(monkeypatch, tmp_path, fail_once={("gsvnet::ChunkFilter", "aot_impl")})
+    with pytest.raises(BuildError) as info:
+        build()
+    message = str(info.value)
+    assert "did not accept the gsvnet plugins" in message and "--custom-ops none" in message and "\n" not in message
+
+
+def test_gpus_older_than_turing_are_refused_before_anything_is_built(tmp_path, monkeypatch):
+    from export import engine_compat
+
+    build = _fake_tensorrt_build(monkeypatch, tmp_path, fail_once=set(), capability="6.1")
+    with pytest.raises(BuildError, match=r"TensorRT 10 needs compute capability 7.5 or newer; NVIDIA GeForce GTX 1080 Ti "
+                                         r"is 6.1: .*--backend torch-cuda"):
+        build()
+    assert engine_compat.tensorrt_unsupported_reason("7.5", "Tesla T4") is None
+    assert engine_compat.tensorrt_unsupported_reason("12.0", "RTX 5090") is None
+    assert "7.0" in engine_compat.tensorrt_unsupported_reason("7.0", "Tesla V100")
+
+
+def test_plugin_layers_are_read_from_the_engine_inspector_json():
+    info = ('{"Layers": [{"Name": "WarpByFlow", "LayerType": "PluginV3", "Inputs": []}, '
+            '{"Name": "cast_out", "LayerType": "Cast"}], "Bindings": ["seg", "flow", "out"]}')
+    assert tensorrt_build.plugin_layers_in_engine(info) == ["WarpByFlow"]
+    assert tensorrt_build.plugin_layers_in_engine('{"Layers": ["GridSample_3", "Mul_4"]}') == []  # names only
