@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Callable
 
-from export.engine_compat import ENGINE_STAGES, check_engines, current_environment, rebuild_hint
+from export.engine_compat import (ENGINE_STAGES, check_engines, current_environment, gpu_identity, rebuild_hint,
+                                  tensorrt_unsupported_reason)
 from export.manifest import Manifest, ManifestError
 
 from ..errors import UserError
+from . import gpu_checks
 from .base import Backend, State
 
 #: most preferred first; ``auto`` takes the first available one
@@ -48,16 +51,23 @@ def _torch_cuda_reason() -> str | None:
 
 
 def _tensorrt_reason(manifest: Manifest) -> str | None:
-    """TensorRT imports, a CUDA GPU is there, and the manifest's engines were built for both."""
-    if importlib.util.find_spec("tensorrt") is None:
+    """TensorRT imports, a CUDA GPU TensorRT 10 supports is there, and the manifest's engines
+    were built for both."""
+    if "tensorrt" not in sys.modules and importlib.util.find_spec("tensorrt") is None:
         return "TensorRT is not installed"
     try:
         import tensorrt  # noqa: F401
     except Exception as e:  # the bindings wheel without its libraries
         return f"TensorRT does not import ({_first_line(e)})"
-    from plugins.launcher import gpu_unavailable_reason
+    from plugins import launcher
 
-    if (why := gpu_unavailable_reason()) is not None:
+    if (why := launcher.gpu_unavailable_reason()) is not None:
+        return why
+    try:
+        gpu, capability = gpu_identity()
+    except Exception as e:
+        return f"cannot query the GPU ({_first_line(e)})"
+    if (why := tensorrt_unsupported_reason(capability, gpu)) is not None:
         return why
     if not manifest.engines:
         return f"the engines folder has no TensorRT engines ({rebuild_hint(manifest.folder)})"
@@ -75,11 +85,7 @@ def unavailable_reason(name: str, manifest: Manifest) -> str | None:
     if name in ("onnxruntime", "torch"):
         return None
     if name == "onnxruntime-cuda":
-        import onnxruntime as ort
-
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
-        return None
+        return gpu_checks.onnxruntime_cuda_reason()
     if name == "torch-cuda":
         return _torch_cuda_reason()
     if name == "tensorrt":
@@ -87,18 +93,32 @@ def unavailable_reason(name: str, manifest: Manifest) -> str | None:
     raise UserError(f"unknown backend {name!r}; choose one of: {', '.join(CHOICES)}")
 
 
+def precision_note(name: str) -> str:
+    """How backend ``name`` computes on this machine, e.g. 'FP32: NVIDIA GeForce GTX 1080 Ti
+    (compute capability 6.1) runs FP16 at a small fraction of its FP32 rate, so FP32 is faster'."""
+    if name == "torch-cuda":
+        precision, why = gpu_checks.gpu_precision(*gpu_checks.torch_gpu())
+        return f"{precision.upper()}: {why}"
+    if name == "tensorrt":
+        return "FP16 engines"
+    if name == "onnxruntime-cuda":
+        return "FP32 graphs"
+    return "FP32"
+
+
 def select_backend(requested: str, manifest: Manifest) -> tuple[str, str]:
-    """(backend name, why) for ``--backend requested``; raises UserError if it cannot run."""
+    """(backend name, why) for ``--backend requested``; raises UserError if it cannot run.
+    ``why`` names the precision and, for ``auto``, why each preferred backend was skipped."""
     if requested != "auto":
         why = unavailable_reason(requested, manifest)
         if why is not None:
             raise UserError(f"backend {requested} is not available here: {why}; try --backend auto")
-        return requested, "asked for"
+        return requested, f"asked for; {precision_note(requested)}"
     skipped = []
     for name in PREFERENCE:
         why = unavailable_reason(name, manifest)
         if why is None:
-            reason = "best available" + (f" ({'; '.join(skipped)})" if skipped else "")
+            reason = f"best available; {precision_note(name)}" + (f" ({'; '.join(skipped)})" if skipped else "")
             return name, reason
         skipped.append(f"{name}: {why}")
     raise UserError("no backend can run here: " + "; ".join(skipped))

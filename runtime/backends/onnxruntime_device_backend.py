@@ -13,6 +13,7 @@ import onnxruntime as ort
 
 from export.manifest import Manifest
 
+from ..errors import UserError
 from .base import Array, Backend
 from .onnxruntime_backend import OnnxRuntimeBackend
 
@@ -24,6 +25,11 @@ class OnnxRuntimeDeviceBackend(OnnxRuntimeBackend):
                  device: str = "cuda", device_id: int = 0) -> None:
         super().__init__(manifest, providers or ["CUDAExecutionProvider", "CPUExecutionProvider"], threads, profile)
         self.device, self.device_id = device, device_id
+        if device == "cuda":  # onnxruntime falls back to the CPU silently when CUDA/cuDNN do not load
+            on_cpu = [stage for stage, session in self.sessions.items() if "CUDAExecutionProvider" not in session.get_providers()]
+            if on_cpu:
+                raise UserError(f"onnxruntime runs the {', '.join(on_cpu)} graph(s) on the CPU although CUDA was asked "
+                                "for (CUDA or cuDNN libraries missing or of another version); use --backend auto")
 
     def _value(self, x: Array) -> ort.OrtValue:
         if isinstance(x, ort.OrtValue):

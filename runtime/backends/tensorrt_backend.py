@@ -9,6 +9,9 @@
   the first time for each state-slot direction, is then captured in a CUDA graph and replayed.
 - Frames go up from pinned host memory; labels (uint8 [N,H,W], argmax on the GPU) come back
   into pinned memory: 1 byte per pixel crosses back.
+- Tensors made per step (multi-stream concat/split, state copies, checks) come from a
+  ``BufferPool`` that recycles device buffers, so steady-state steps neither cudaMalloc nor
+  cudaFree (which synchronises the device). Every ``set_tensor_address`` is checked.
 """
 
 from __future__ import annotations
@@ -24,9 +27,17 @@ from export.manifest import Manifest, ManifestError
 
 from .base import Array, Backend, State, resize_labels_nearest
 from .buffer_plan import KEYFRAME_PROGRAM, PROPAGATION_PROGRAM, BufferPlan, plan_buffers
-from .cuda_memory import (CudaGraph, DeviceBuffer, DeviceTensor, Event, PinnedBuffer, Stream, check, copy_on_device,
-                          copy_to_device, copy_to_host, cudart)
+from .cuda_memory import (BufferPool, CudaGraph, DeviceBuffer, DeviceTensor, Event, PinnedBuffer, Stream, check,
+                          copy_on_device, copy_to_device, copy_to_host, cudart)
 from .state_slots import StateSlots
+
+
+def bind_address(ctx: Any, name: str, ptr: int) -> None:
+    """``ctx.set_tensor_address`` that raises (one line) when TensorRT refuses the address
+    (unknown tensor name, misaligned or null pointer) instead of running on a stale binding."""
+    if not ctx.set_tensor_address(name, int(ptr)):
+        raise RuntimeError(f"TensorRT refused address {int(ptr):#x} for tensor '{name}' (unknown name or misaligned "
+                           "pointer); see TensorRT's message above")
 
 
 class _Engine:
@@ -65,8 +76,7 @@ class _Engine:
             if not ctx.set_input_shape(name, shape):
                 raise ValueError(f"engine input '{name}' rejects shape {shape} (outside its optimisation profile)")
         for name, ptr in (addresses or {}).items():
-            if not ctx.set_tensor_address(name, ptr):
-                raise RuntimeError(f"TensorRT refused the address of tensor '{name}'")
+            bind_address(ctx, name, ptr)
         self.contexts[key] = ctx
         return ctx
 
@@ -137,6 +147,7 @@ class TensorRTBackend(Backend):
         self.max_batch = min(int(e["settings"]["max_batch"]) for e in entries.values())
         self.stream = Stream()
         self.workspace = DeviceBuffer(max(e.memory_size for e in self.engines.values()))
+        self.pool = BufferPool()
         self.use_graphs = use_graphs
         self.graph_error: str | None = None
         self._batches: dict[int, _Batch] = {}
@@ -160,7 +171,7 @@ class TensorRTBackend(Backend):
         return self._batches[n]
 
     def _clone(self, src: DeviceTensor) -> DeviceTensor:
-        out = DeviceTensor.empty(src.shape, src.dtype)
+        out = self.pool.tensor(src.shape, src.dtype)
         copy_on_device(out, src, self.stream)
         return out
 
@@ -230,8 +241,8 @@ class TensorRTBackend(Backend):
             else:  # a state outside the slots (e.g. concatenated streams): bind its address per call
                 engine = self.engines["labels"]
                 ctx = engine.context((n, "loose"), n, self.workspace)
-                ctx.set_tensor_address("scores", state.scores.ptr)
-                ctx.set_tensor_address("labels", b.tensors["labels"].ptr)
+                bind_address(ctx, "scores", state.scores.ptr)
+                bind_address(ctx, "labels", b.tensors["labels"].ptr)
                 engine.execute(ctx, self.stream)
         with self.timer("download"):
             copy_to_host(b.labels_host.array, b.tensors["labels"], self.stream)
@@ -249,15 +260,15 @@ class TensorRTBackend(Backend):
         batch = args[0].shape[0]
         ctx = engine.context((batch, "run"), batch, self.workspace)
         for name, arr in zip(engine.inputs, args):
-            ctx.set_tensor_address(name, arr.ptr)
+            bind_address(ctx, name, arr.ptr)
         name = engine.outputs[0]
-        out = DeviceTensor.empty(tuple(ctx.get_tensor_shape(name)), self.trt.nptype(engine.engine.get_tensor_dtype(name)))
-        ctx.set_tensor_address(name, out.ptr)
+        out = self.pool.tensor(tuple(ctx.get_tensor_shape(name)), self.trt.nptype(engine.engine.get_tensor_dtype(name)))
+        bind_address(ctx, name, out.ptr)
         engine.execute(ctx, self.stream)
         return out
 
     def _to_device(self, array: np.ndarray) -> DeviceTensor:
-        out = DeviceTensor.empty(array.shape, array.dtype)
+        out = self.pool.tensor(array.shape, array.dtype)
         copy_to_device(out, array, self.stream)
         self.stream.synchronize()  # pageable source: finish before the caller may reuse it
         return out
@@ -272,7 +283,7 @@ class TensorRTBackend(Backend):
         return out
 
     def concat(self, arrays: list[Array]) -> Array:
-        out = DeviceTensor.empty((sum(a.shape[0] for a in arrays), *arrays[0].shape[1:]), arrays[0].dtype)
+        out = self.pool.tensor((sum(a.shape[0] for a in arrays), *arrays[0].shape[1:]), arrays[0].dtype)
         start = 0
         for a in arrays:
             copy_on_device(out.rows(start, start + a.shape[0]), a, self.stream)

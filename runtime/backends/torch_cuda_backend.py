@@ -1,9 +1,12 @@
-"""torch-cuda backend: the PyTorch modules in FP16 channels-last on a CUDA GPU, our CUDA kernels
-for the warp, the chunk filter and the edge map, and the propagation step in a CUDA graph.
+"""torch-cuda backend: the PyTorch modules channels-last on a CUDA GPU (FP16 where the GPU has
+fast FP16, FP32 otherwise), our CUDA kernels for the warp, the chunk filter and the edge map, and
+the propagation step in a CUDA graph.
 
-For GPU machines without TensorRT, and the honest "best PyTorch" point of the benchmarks:
+For GPU machines without TensorRT (e.g. Pascal, which TensorRT 10 does not support), and the
+honest "best PyTorch" point of the benchmarks:
 - the GSVNet comes from the engines folder's checkpoint (model.pt, sha256-checked), ``.half()``
-  (normalisation constants stay FP32) and ``channels_last``; cuDNN autotuning on;
+  on GPUs with fast FP16 (normalisation constants stay FP32; ``gpu_checks.gpu_precision``) and
+  ``channels_last``; cuDNN autotuning on;
 - warp / edge map / chunk filter: ``plugins.launcher`` kernels on the tensors' pointers and
   torch's current stream (the warp writes the argmax labels the edge map needs as an epilogue);
 - static image and state tensors per batch size, two state slots (``state_slots``); the
@@ -21,6 +24,7 @@ from export.manifest import Manifest
 from gsvnet import ops
 
 from .base import Array, State, resize_labels_nearest
+from .gpu_checks import gpu_precision, torch_gpu
 from .state_slots import StateSlots
 from .torch_backend import TorchBackend
 
@@ -30,16 +34,17 @@ WARMUP = 3  # eager runs on a side stream before a capture (cuDNN autotuning, ke
 class _Static:
     """The fixed tensors of one batch size."""
 
-    def __init__(self, n: int, frame: tuple[int, int], grid: tuple[int, int], classes: int, device: torch.device) -> None:
+    def __init__(self, n: int, frame: tuple[int, int], grid: tuple[int, int], classes: int, device: torch.device,
+                 dtype: torch.dtype) -> None:
         h, w = grid
-        half = dict(dtype=torch.float16, device=device)
+        like = dict(dtype=dtype, device=device)
         self.image = torch.zeros((n, *frame, 3), dtype=torch.uint8, device=device)
         self.image_host = torch.empty((n, *frame, 3), dtype=torch.uint8).pin_memory()
         self.labels_host = torch.empty((n, *frame), dtype=torch.uint8).pin_memory()
         self.uploaded = torch.cuda.Event()  # the last upload has finished reading image_host
-        self.slots_state = tuple(State(torch.zeros((n, classes, h, w), **half), torch.zeros((n, 3, h, w), **half))
+        self.slots_state = tuple(State(torch.zeros((n, classes, h, w), **like), torch.zeros((n, 3, h, w), **like))
                                  for _ in (0, 1))
-        self.warped = torch.zeros((n, classes, h, w), **half)
+        self.warped = torch.zeros((n, classes, h, w), **like)
         self.argmax = torch.zeros((n, h, w), dtype=torch.int32, device=device)
         self.edge = torch.zeros((n, 1, h, w), dtype=torch.float32, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
@@ -47,18 +52,29 @@ class _Static:
 
 
 class TorchCudaBackend(TorchBackend):
-    """The eager ``TorchBackend`` on a GPU in FP16, with our kernels and CUDA graphs for the steps."""
+    """The eager ``TorchBackend`` on a GPU (FP16 or FP32), with our kernels and CUDA graphs for the steps.
+
+    precision: 'fp16', 'fp32', or None to choose from the GPU (``gpu_checks.gpu_precision``).
+    """
 
     name = "torch-cuda"
 
-    def __init__(self, manifest: Manifest, profile: bool = True, use_graphs: bool = True, device: int | None = None) -> None:
+    def __init__(self, manifest: Manifest, profile: bool = True, use_graphs: bool = True, device: int | None = None,
+                 precision: str | None = None) -> None:
         from plugins.launcher import kernels
 
         index = torch.cuda.current_device() if device is None else device
         super().__init__(manifest, device=f"cuda:{index}", profile=profile)
         torch.cuda.set_device(self.device)
         torch.backends.cudnn.benchmark = True
-        self.model = self.model.half().to(memory_format=torch.channels_last).eval()
+        self.gpu_name, major, minor = torch_gpu(index)
+        chosen, self.precision_reason = gpu_precision(self.gpu_name, major, minor)
+        self.precision = precision or chosen
+        if self.precision not in ("fp16", "fp32"):
+            raise ValueError(f"precision must be 'fp16' or 'fp32', got {self.precision!r}")
+        self.half = self.precision == "fp16"
+        self.dtype = torch.float16 if self.half else torch.float32
+        self.model = (self.model.half() if self.half else self.model).to(memory_format=torch.channels_last).eval()
         self.radius = self.model.config.radius
         self.grid = (self.frame_size[0] // 8, self.frame_size[1] // 8)
         self.kernels = kernels(self.device.index)
@@ -68,7 +84,7 @@ class TorchCudaBackend(TorchBackend):
     # ---- pieces --------------------------------------------------------------------------------
     def _batch(self, n: int) -> _Static:
         if n not in self._static:
-            self._static[n] = _Static(n, self.frame_size, self.grid, self.num_classes, self.device)
+            self._static[n] = _Static(n, self.frame_size, self.grid, self.num_classes, self.device, self.dtype)
         return self._static[n]
 
     def _upload(self, b: _Static, frames: np.ndarray) -> None:
@@ -96,14 +112,14 @@ class TorchCudaBackend(TorchBackend):
         new.small.copy_(model.downsample(b.image))
         small = self._nhwc(new.small)
         flow = model.estimate_flow(small, self._nhwc(prev.small)).contiguous()
-        k.warp_by_flow(prev.scores.data_ptr(), flow.data_ptr(), b.warped.data_ptr(), n, c, h, w, half=True,
+        k.warp_by_flow(prev.scores.data_ptr(), flow.data_ptr(), b.warped.data_ptr(), n, c, h, w, half=self.half,
                        labels=b.argmax.data_ptr(), stream=stream)
         k.edge_map_from_labels(b.argmax.data_ptr(), b.edge.data_ptr(), n, h, w, stream=stream)
         intra = model.intra_scores(small)
         weights = model.guide(intra, b.edge).contiguous()
         intra = intra.contiguous()
         k.chunk_filter(b.warped.data_ptr(), intra.data_ptr(), weights.data_ptr(), new.scores.data_ptr(), n, c, h, w,
-                       self.radius, half=True, stream=stream)
+                       self.radius, half=self.half, stream=stream)  # weights [N,K+2,h,w]
 
     def _capture(self, b: _Static, p: int) -> torch.cuda.CUDAGraph:
         q = 1 - p
@@ -167,6 +183,6 @@ class TorchCudaBackend(TorchBackend):
         return [piece.clone() for piece in torch.split(array, sizes, dim=0)]
 
     def describe(self) -> str:
-        name = torch.cuda.get_device_name(self.device)
         graphs = "CUDA graphs on" if self.use_graphs else "eager"
-        return f"torch {torch.__version__} on {name}, FP16 channels-last + gsvnet CUDA kernels, {graphs}"
+        return (f"torch {torch.__version__} on {self.gpu_name}, {self.precision.upper()} channels-last "
+                f"({self.precision_reason}) + gsvnet CUDA kernels ({self.kernels.describe()}), {graphs}")
