@@ -41,7 +41,7 @@ def load_model(checkpoint: str | Path, variant: str = "full"):
     """The checkpoint as a GSVNet of ``variant`` (training.variants), FP32, eval mode."""
     from gsvnet.checkpoint import read_checkpoint
     from gsvnet import GSVNetConfig
-    from training.variants import build_variant
+    from gsvnet.variants import build_variant
 
     payload = read_checkpoint(checkpoint)
     return build_variant(variant, GSVNetConfig.from_dict(payload["config"]), payload["state_dict"]), payload.get("metadata", {})
@@ -63,7 +63,7 @@ def make_stepper(args: argparse.Namespace, checkpoint: str | Path, variant: str 
     if args.backend == REFERENCE or variant != "full":
         import torch
 
-        from training.torch_stepper import TorchStepper
+        from gsvnet.stepper import TorchStepper
 
         torch.set_num_threads(args.threads or torch.get_num_threads())
         model, _ = load_model(checkpoint, variant)
@@ -101,8 +101,8 @@ def same_keyframe_net(a: str | Path, b: str | Path, atol: float = 1e-2) -> bool:
 
 # ---- commands -------------------------------------------------------------------------------
 def evaluate_camvid(args: argparse.Namespace) -> dict:
-    from training.camvid import NUM_CLASSES, VOID, load_split
-    from training.validate import keyframe_confusion
+    from gsvnet.datasets.camvid import NUM_CLASSES, VOID, load_split
+    from runtime.protocol import keyframe_confusion
 
     runner = make_stepper(args, args.checkpoint)
     size, described = runner.frame_size or tuple(args.size), runner.description
@@ -125,9 +125,9 @@ def evaluate_camvid(args: argparse.Namespace) -> dict:
 
 
 def evaluate_video(args: argparse.Namespace) -> dict:
-    from training.protocol import distance_confusions, summarise
-    from training.validate import resize_frame
-    from training.video import holdout_split, read_video
+    from runtime.protocol import distance_confusions, summarise
+    from runtime.protocol import resize_frame
+    from runtime.clips import holdout_split, read_video
 
     main_runner = make_stepper(args, args.checkpoint)
     size, stepper = main_runner.frame_size or tuple(args.size), main_runner.stepper
@@ -159,10 +159,10 @@ def evaluate_video(args: argparse.Namespace) -> dict:
 
 
 def evaluate_cityscapes(args: argparse.Namespace) -> dict:
-    from training.cityscapes import IGNORE, NUM_CLASSES, find_snippets, read_train_ids
-    from training.camvid import read_image
-    from training.protocol import distance_confusions, summarise
-    from training.validate import resize_frame
+    from gsvnet.datasets.cityscapes import IGNORE, NUM_CLASSES, find_snippets, read_train_ids
+    from gsvnet.datasets.camvid import read_image
+    from runtime.protocol import distance_confusions, summarise
+    from runtime.protocol import resize_frame
 
     runner = make_stepper(args, args.checkpoint)
     stepper, fixed, described = runner.stepper, runner.frame_size, runner.description
@@ -225,7 +225,7 @@ def merge_json(path: Path, section: dict, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from training.validate import resize_frame  # noqa: F401  (fail early if training deps are missing)
+    from runtime.protocol import resize_frame  # noqa: F401  (fail early if training deps are missing)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--checkpoint", default=None, help="GSVNet checkpoint (default: the shipped gsvnet/weights/swiftnet_r18-camvid.pt)")

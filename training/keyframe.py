@@ -33,13 +33,13 @@ from gsvnet.classes import CAMVID
 from runtime.video import prefetch
 
 from .augment import AugmentConfig, augment
-from .camvid import NUM_CLASSES, VOID, LabelledFrame, load_split
+from gsvnet.datasets.camvid import NUM_CLASSES, VOID, LabelledFrame, load_split
 from .losses import LOSSES, SegmentationLoss, class_frequencies, enet_weights
 from .optim import decay_groups, make_optimizer, poly_lr, set_lr
 from .precision import autocast, pick_amp
 from .state import load_training_state, pick_device, save_training_state, start_run
-from .torch_stepper import TorchStepper
-from .validate import keyframe_confusion
+from gsvnet.stepper import TorchStepper
+from runtime.protocol import keyframe_confusion
 
 #: arguments that define the run's recipe and schedule: a resumed run must use the same
 RECIPE_ARGS = ("net", "epochs", "batch_size", "crop", "scale_min", "scale_max", "optimizer", "lr", "weight_decay",

@@ -34,12 +34,12 @@ from gsvnet.model import grid_size
 
 from .clip import PreparedClip, keyframe_scores, sample_sequences
 from .flow_targets import clip_flows
-from .metrics import ConfusionMatrix
+from runtime.metrics import ConfusionMatrix
 from .optim import make_optimizer, poly_lr, set_lr
 from gsvnet.checkpoint import atomic_torch_save
-from .variants import VARIANTS, build_variant
+from gsvnet.variants import VARIANTS, build_variant
 from .state import pick_device, start_run
-from .video import holdout_split, read_video
+from runtime.clips import holdout_split, read_video
 
 
 def prepare_clip(model: GSVNet, video: str | Path, size: tuple[int, int], cache: Path | None,

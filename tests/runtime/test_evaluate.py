@@ -11,7 +11,7 @@ from PIL import Image
 
 from gsvnet import GSVNet, GSVNetConfig, save_checkpoint
 from runtime import evaluate
-from training.cityscapes import LABEL_TO_TRAIN_ID, find_snippets
+from gsvnet.datasets.cityscapes import LABEL_TO_TRAIN_ID, find_snippets
 from training.keyframe import camvid_config
 
 from ..training.synthetic import LABEL_COLOURS, block_label, moving_texture, write_camvid_tree, write_video

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from training.augment import AugmentConfig, augment, random_crop
-from training.camvid import VOID
+from gsvnet.datasets.camvid import VOID
 
 from .synthetic import LABEL_COLOURS, block_label
 

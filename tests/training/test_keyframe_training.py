@@ -9,7 +9,7 @@ import torch
 from gsvnet import GSVNet, load_checkpoint
 from training import keyframe
 from training.augment import AugmentConfig
-from training.camvid import load_split
+from gsvnet.datasets.camvid import load_split
 
 from .synthetic import write_camvid_tree
 

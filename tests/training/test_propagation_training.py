@@ -5,7 +5,7 @@ import json
 from gsvnet import GSVNet, load_checkpoint, save_checkpoint
 from training import propagation
 from training.keyframe import camvid_config
-from training.video import holdout_split, read_video
+from runtime.clips import holdout_split, read_video
 
 from .synthetic import moving_texture, write_video
 

@@ -10,9 +10,9 @@ import torch
 
 from gsvnet import load_checkpoint
 from gsvnet.pretrained import default_checkpoint, provenance
-from training.camvid import VOID, load_split
-from training.torch_stepper import TorchStepper
-from training.validate import resize_frame
+from gsvnet.datasets.camvid import VOID, load_split
+from gsvnet.stepper import TorchStepper
+from runtime.protocol import resize_frame
 
 
 @pytest.fixture(scope="module")

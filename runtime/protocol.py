@@ -1,4 +1,5 @@
-"""The paper's propagation accuracy protocol (after Accel / DFF), for any ``Stepper``.
+"""Accuracy protocols for any ``Stepper``: per-frame keyframe accuracy on labelled images, and the
+paper's propagation protocol (after Accel / DFF).
 
 A keyframe at frame s is segmented by the keyframe path and propagated recursively; the output
 at distance d = 1..max_distance (frame s+d) is scored against a reference label map: the
@@ -19,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from gsvnet.loop import Stepper
+from gsvnet.datasets.camvid import LabelledFrame
 
 from .metrics import ConfusionMatrix
 
@@ -60,3 +62,26 @@ def summarise(cms: dict[int, ConfusionMatrix], max_distance: int) -> dict:
     avg = {l: float(np.mean([by_distance[d] for d in range(1, l + 1)])) for l in range(1, max_distance + 1)}
     low = {l: by_distance[l] for l in range(1, max_distance + 1)}
     return {"miou_by_distance": by_distance, "avg": avg, "min": low}
+
+
+def resize_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [H,W,3] -> uint8 [size[0],size[1],3] (area filter when shrinking, bilinear otherwise)."""
+    h, w = image.shape[:2]
+    if (h, w) == tuple(size):
+        return image
+    import cv2  # only where frames need resizing (opencv-python-headless, the train/dev extra)
+
+    shrink = size[0] < h and size[1] < w
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def keyframe_confusion(stepper: Stepper, frames: Iterable[LabelledFrame], frame_size: tuple[int, int],
+                       num_classes: int, void: int) -> ConfusionMatrix:
+    """Run ``keyframe_step`` on every image resized to ``frame_size`` (H, W multiples of 8) and
+    score the labels at each ground truth's own resolution."""
+    cm = ConfusionMatrix(num_classes, ignore=void)
+    for frame in frames:
+        batch = resize_frame(frame.image, frame_size)[None]
+        labels = np.asarray(stepper.labels(stepper.keyframe_step(batch), frame.label.shape))
+        cm.update(frame.label, labels[0])
+    return cm

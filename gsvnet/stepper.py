@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gsvnet import GSVNet, PropagationState
+from .model import GSVNet, PropagationState
 
 
 class TorchStepper:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import torch
 
-from gsvnet import GSVNet, GSVNetConfig
+from gsvnet import GSVNet, GSVNetConfig, ops
 from gsvnet.model import PropagationState
 from training.clip import PreparedClip, sample_sequences
-from training.variants import build_variant
+from gsvnet.variants import build_variant
 
 
 def small_config() -> GSVNetConfig:
@@ -24,7 +24,9 @@ def test_no_intra_output_does_not_depend_on_the_intra_net():
         for p in model.intra.parameters():
             p.add_(torch.randn_like(p))
     torch.testing.assert_close(model.propagate(scores, prev_small, small), before)
-    assert model.guide_weights(model.intra_scores(small), scores)[:, -1].abs().max() == 0
+    weights = model.guide_weights(model.intra_scores(small), scores)
+    intra_channel = ops.num_shifts(model.config.radius)  # K; the null weight K+1 stays free
+    assert weights[:, intra_channel].abs().max() == 0 and weights[:, intra_channel + 1].abs().max() > 0
 
 
 def test_full_output_depends_on_the_intra_net():

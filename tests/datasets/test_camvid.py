@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.camvid import NUM_CLASSES, VOID, load_split, split_files
+from gsvnet.datasets.camvid import NUM_CLASSES, VOID, load_split, split_files
 
-from .synthetic import write_camvid_tree
+from tests.training.synthetic import write_camvid_tree
 
 
 def test_synthetic_tree_loads_paired_and_sorted(tmp_path, rng):

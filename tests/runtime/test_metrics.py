@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from training.metrics import ConfusionMatrix, miou
+from runtime.metrics import ConfusionMatrix, miou
 
 
 def test_known_confusion_and_iou():

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from gsvnet import GSVNet, GSVNetConfig
-from gsvnet.model import PropagationState
+from . import ops
+from .model import GSVNet, GSVNetConfig
+from .model import PropagationState
 
 
 class NoIntraGSVNet(GSVNet):
@@ -25,7 +26,7 @@ class NoIntraGSVNet(GSVNet):
     def guide_weights(self, intra: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
         weights = super().guide_weights(intra, warped)
         keep = torch.ones(weights.shape[1], dtype=weights.dtype, device=weights.device)
-        keep[-1] = 0.0  # the last channel weighs the intra candidate
+        keep[ops.num_shifts(self.config.radius)] = 0.0  # channel K weighs the intra candidate (K+1: null)
         return weights * keep.view(1, -1, 1, 1)
 
 
