@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .build_errors import TENSORRT_MISSING, BuildError
+from .casts import uint8_casts_from_float
 from .custom_ops import custom_op_transform
 from .engine_compat import (ENGINE_STAGES, TensorRTEnvironment, engine_stale_reason, plugin_sources_sha256,
                             tensorrt_unsupported_reason)
@@ -98,10 +99,14 @@ def export_fp16_graphs(manifest: Manifest, model: Any, log: Callable[[str], None
     key = data["build_key"]
     old = (previous.data.get(FP16_GRAPHS, {}) if previous is not None else {})
     reuse = {name: old[name] for name in stages if _reusable(folder, old.get(name), key)}
+    custom = custom_op_transform(data["custom_ops"], model.config.radius)
+
+    def transform(proto, stage):  # the gsvnet nodes, and uint8 labels cast from float (TensorRT's rule)
+        return uint8_casts_from_float(custom(proto, stage) if custom else proto)
+
     graphs, failures = export_graphs(
         model, manifest.frame_size, folder, precision="fp16", opset=data["opset"], custom_ops=data["custom_ops"],
-        build_key=key, stages=stages, reuse=reuse,
-        transform=custom_op_transform(data["custom_ops"], model.config.radius), log=log)
+        build_key=key, stages=stages, reuse=reuse, transform=transform, log=log)
     if failures:
         raise BuildError(f"FP16 graphs disagree with the FP32 model beyond tolerance for: {', '.join(failures)} "
                      "(see the lines above); no engine was built")

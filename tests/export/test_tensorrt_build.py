@@ -59,6 +59,11 @@ def test_fp16_graphs_are_verified_against_fp32_and_reused(tmp_path):
     assert [(n.domain, n.op_type) for n in warp.graph.node] == [("gsvnet", "WarpByFlow")]
     assert {a.name: a.s for a in warp.graph.node[0].attribute}["plugin_namespace"] == b"gsvnet"  # TensorRT takes the plugin
     assert graphs["warp"]["custom_op"] == "WarpByFlow" and graphs["intra"]["custom_op"] is None
+    # TensorRT converts to uint8 from float32/float16 only: the labels' argmax reaches uint8 through float
+    labels = onnx.shape_inference.infer_shapes(onnx.load(str(tmp_path / "eng" / "labels.fp16.onnx"))).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*labels.input, *labels.value_info, *labels.output)}
+    to_uint8 = [n for n in labels.node if n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.UINT8]
+    assert to_uint8 and all(types[n.input[0]] in (fp32, fp16) for n in to_uint8)
     manifest.save()
 
     mtimes = {name: (tmp_path / "eng" / e["file"]).stat().st_mtime_ns for name, e in graphs.items()}
