@@ -3,7 +3,8 @@
     python -m training.keyframe --net swiftnet_r18 --data ../shared/data/camvid --out runs/keyframe
 
 Every epoch: train on random scale/crop/flip/photometric patches (prepared on a background
-thread while the network trains), score mIoU on the val split through the same keyframe path the
+thread while the network trains), score mIoU on the first half of the val sequence (the second
+half is kept for reporting propagation against ground truth) through the same keyframe path the
 runtime uses (``GSVNet.keyframe_step`` + ``labels``), save the resumable state ``OUT/last.pt``
 and, when val mIoU improves, the full GSVNet checkpoint ``OUT/best.pt`` (propagation nets
 untrained at this point). ``--resume`` continues exactly where the last epoch ended: every
@@ -33,7 +34,7 @@ from gsvnet.classes import CAMVID
 from runtime.video import prefetch
 
 from .augment import AugmentConfig, augment
-from gsvnet.datasets.camvid import NUM_CLASSES, VOID, LabelledFrame, load_split
+from gsvnet.datasets.camvid import HALVES, NUM_CLASSES, VOID, LabelledFrame, load_split, sequence_half
 from .losses import LOSSES, SegmentationLoss, class_frequencies, enet_weights
 from .optim import decay_groups, make_optimizer, poly_lr, set_lr
 from .precision import autocast, pick_amp
@@ -43,7 +44,7 @@ from runtime.protocol import keyframe_confusion
 
 #: arguments that define the run's recipe and schedule: a resumed run must use the same
 RECIPE_ARGS = ("net", "epochs", "batch_size", "crop", "scale_min", "scale_max", "optimizer", "lr", "weight_decay",
-               "warmup_steps", "loss", "hue", "channel_gain", "seed", "limit")
+               "warmup_steps", "loss", "hue", "channel_gain", "seed", "limit", "val_half")
 
 
 def camvid_config(net: str) -> GSVNetConfig:
@@ -144,6 +145,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, default=200, help="linear learning-rate warm-up steps")
     p.add_argument("--val-size", type=int, nargs=2, default=(360, 480), metavar=("H", "W"),
                    help="frame size for val scoring (multiples of 8); the keyframe net sees it scaled by key_scale")
+    p.add_argument("--val-half", default="first", choices=HALVES,
+                   help="part of the val sequence that selects the model (the second half is where propagation is "
+                        "reported: python -m runtime.evaluate camvid-sequence)")
     p.add_argument("--val-every", type=int, default=1, help="score val every N epochs (and at the last epoch)")
     p.add_argument("--seed", type=int, default=0, help="seed for torch and the per-epoch numpy generators")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     channels_last = args.channels_last == "on" or (args.channels_last == "auto" and (amp is not None or device.type == "cuda"))
 
     train = load_split(args.data, "train", args.limit)
-    val = [] if args.no_val else load_split(args.data, "val", args.limit)
+    val = [] if args.no_val else sequence_half(load_split(args.data, "val", args.limit), args.val_half)
     aug = AugmentConfig(crop=tuple(args.crop), scale_min=args.scale_min, scale_max=args.scale_max, hue=args.hue,
                         channel_gain=args.channel_gain)
     model = GSVNet(camvid_config(args.net)).to(device)

@@ -70,3 +70,16 @@ def load_split(root: str | Path, split: str, limit: int | None = None) -> list[L
             raise ValueError(f"{image_path.name}: image {image.shape[:2]} and label {label.shape} differ in size")
         frames.append(LabelledFrame(image_path.stem, image, label))
     return frames
+
+
+#: halves of the val split, which is one labelled 15 Hz sequence (0016E5_07959 .. 0016E5_08159):
+#: the first selects models, the second is reported, and neither is trained on
+HALVES = ("first", "second", "all")
+
+
+def sequence_half(frames: list, half: str) -> list:
+    """The first floor(n/2) frames, the remaining ones, or all of a time-ordered sequence."""
+    if half not in HALVES:
+        raise ValueError(f"unknown half {half!r}; choose one of {HALVES}")
+    cut = len(frames) // 2
+    return {"first": frames[:cut], "second": frames[cut:], "all": list(frames)}[half]

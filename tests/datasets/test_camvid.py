@@ -37,3 +37,13 @@ def test_real_camvid_split_sizes(camvid_dir):
     frame = load_split(camvid_dir, "test", limit=1)[0]
     assert frame.image.shape == (360, 480, 3)
     assert set(np.unique(frame.label)) <= set(range(NUM_CLASSES + 1))
+
+
+def test_sequence_halves_split_in_time_order_without_overlap():
+    from gsvnet.datasets.camvid import sequence_half
+
+    frames = list(range(101))
+    first, second = sequence_half(frames, "first"), sequence_half(frames, "second")
+    assert first == list(range(50)) and second == list(range(50, 101)) and sequence_half(frames, "all") == frames
+    with pytest.raises(ValueError, match="unknown half"):
+        sequence_half(frames, "middle")
