@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from plugins import launcher, nvcc
+from plugins import launcher, toolchain
 from tests.gsvnet.reference import chunk_filter_np
 from tests.plugins.helpers import check_warp, errors, filter_inputs, reference_edge, reference_filter, warp_inputs
 from tests.plugins.test_cpu_build import tiny_weights
@@ -25,9 +25,11 @@ def gpu() -> launcher.GpuKernels:
     reason = launcher.gpu_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    if nvcc.find_nvcc() is None:
-        pytest.skip("nvcc not found: the launcher builds the kernels with nvcc")
-    return launcher.kernels()
+    if not toolchain.available():
+        pytest.skip(toolchain.missing_reason(launcher.device_arch(), []))
+    kernels = launcher.kernels()
+    print(f"gsvnet kernels: {kernels.describe()}")
+    return kernels
 
 
 class Device:

@@ -163,12 +163,12 @@ def _tensorrt_reason() -> str | None:
         import tensorrt  # noqa: F401
     except Exception as e:
         return f"TensorRT is not importable ({type(e).__name__})"
+    from plugins import toolchain
     from plugins.launcher import gpu_unavailable_reason
-    from plugins.nvcc import find_nvcc
 
     if (why := gpu_unavailable_reason()) is not None:
         return why
-    return None if find_nvcc() else "nvcc not found (the plugins' PTX is built with it)"
+    return None if toolchain.available() else toolchain.missing_reason("compute_75", [])
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +183,16 @@ def trt_engines(engines, tmp_path_factory) -> Path:
                       "--max-batch", "2", "--opt-level", "1", timeout=3000)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
+
+
+@pytest.mark.gpu
+def test_tensorrt_engines_hold_plugin_layers_for_warp_and_filter(trt_engines):
+    engines = load_manifest(trt_engines).engines
+    for stage, op in (("warp", "WarpByFlow"), ("filter", "ChunkFilter")):
+        plugins = engines[stage]["plugins"]
+        assert plugins and plugins["ids"] == [f"gsvnet::{op}"], (stage, plugins)
+        assert plugins["engine_layers"], f"{stage}: the engine inspector lists no PLUGIN layer"
+    assert all(engines[s]["plugins"] is None for s in engines if s not in ("warp", "filter"))
 
 
 @pytest.mark.gpu
