@@ -343,7 +343,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     result = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": env,
         "size": list(args.size), "key_size": manifest.data["key_size"], "clip_size": list(clip_size), "frames_source": source,
-        "frames": len(frames), "precision": {n: ("fp16" if n in ("tensorrt", "torch-cuda") else "fp32") for n in backends},
+        "frames": len(frames), "precision": {n: getattr(b, "precision", "fp16" if n == "tensorrt" else "fp32") for n, b in backends.items()},
         "keyframe_net": manifest.model["keyframe_net"], "random_weights": manifest.data["checkpoint"]["random_weights"],
         "baseline": baseline, "intervals": intervals, "quick": args.quick,
         "stages_raw_ms": stage_raw,

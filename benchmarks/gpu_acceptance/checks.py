@@ -1,0 +1,308 @@
+"""The acceptance checks themselves (they need a GPU; planning and reporting are tested on the CPU).
+
+Every check returns an :class:`Outcome`; an exception inside a check is a 'fail' with its first
+line, never a crash of the whole run. Long checks run as subprocesses with the planned timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .plan import Check, Machine, Outcome
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
+CLIP_SIZE = (544, 960)  # the clip's 540x960 rounded up to multiples of 8
+CLIP_FRAMES, INTERVAL = 16, 4
+AGREEMENT = 0.99  # labels that must agree with the reference
+TOL = {"float32": 1e-5, "float16": 2e-3}  # max |gpu - cpu| / max |cpu|, as tests/plugins
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+# ---- the machine ---------------------------------------------------------------------------------
+
+def probe(clip: Path) -> Machine:
+    """What this machine offers the checks (imports nothing that needs a GPU to succeed)."""
+    from plugins import launcher, toolchain
+
+    gpu = capability = driver = None
+    if launcher.gpu_unavailable_reason() is None:
+        from export.engine_compat import gpu_identity
+
+        gpu, cc = gpu_identity()
+        capability = tuple(int(v) for v in cc.split(".")[:2])
+        driver = launcher.driver_version()
+    try:
+        import torch
+
+        torch_cuda = bool(torch.cuda.is_available())
+    except Exception:
+        torch_cuda = False
+    try:
+        import tensorrt
+
+        trt_version = tensorrt.__version__
+    except Exception:
+        trt_version = None
+    import importlib.util
+
+    return Machine(gpu, capability, driver, torch_cuda, trt_version, tuple(t.describe() for t in toolchain.available()),
+                   clip.is_file(), importlib.util.find_spec("pytest") is not None)
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:
+        return None
+
+
+def environment(machine: Machine) -> dict:
+    """Device, driver and every library version the figures depend on."""
+    driver = None
+    if shutil.which("nvidia-smi"):
+        proc = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30)
+        driver = proc.stdout.strip().splitlines()[0] if proc.returncode == 0 and proc.stdout.strip() else None
+    torch_info = {}
+    try:
+        import torch
+
+        torch_info = {"torch": torch.__version__, "torch_cuda": torch.version.cuda,
+                      "cudnn": torch.backends.cudnn.version() if machine.torch_cuda else None}
+    except Exception:
+        pass
+    return {**machine.to_dict(), "driver": driver, **torch_info, "onnxruntime": _version("onnxruntime"),
+            "cuda_bindings": _version("cuda-bindings"), "polygraphy": _version("polygraphy"),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+# ---- shared inputs ---------------------------------------------------------------------------------
+
+class Context:
+    """What several checks share: the clip, the ONNX engines folder at the clip's size, logging."""
+
+    def __init__(self, clip: Path, work: Path, log: Callable[[str], None]) -> None:
+        self.clip, self.work, self.log = clip, work, log
+        self._engines: Path | None = None
+        self._frames: list[np.ndarray] | None = None
+
+    def engines(self) -> Path:
+        """ONNX graphs + checkpoint (shipped weights) at 544x960, built once (reused while up to date)."""
+        if self._engines is None:
+            from export.build_engines import build, build_parser
+
+            out = self.work / f"onnx-{CLIP_SIZE[0]}x{CLIP_SIZE[1]}"
+            build(build_parser().parse_args(["--out", str(out), "--size", f"{CLIP_SIZE[0]}x{CLIP_SIZE[1]}",
+                                             "--backend", "onnx"]), log=lambda m: None)
+            self._engines = out
+        return self._engines
+
+    def frames(self) -> list[np.ndarray]:
+        """The clip's first CLIP_FRAMES frames at 544x960, uint8 [1,H,W,3]."""
+        if self._frames is None:
+            from runtime.video import VideoReader, resize_rgb
+
+            frames, reader = [], VideoReader(self.clip)
+            for decoded in reader:
+                frames.append(resize_rgb(decoded.rgb, CLIP_SIZE)[None])
+                if len(frames) == CLIP_FRAMES:
+                    break
+            reader.close()
+            self._frames = frames
+        return self._frames
+
+
+def _labels(backend, frames: list[np.ndarray]) -> np.ndarray:
+    from gsvnet import KeyframeScheduler
+
+    return np.concatenate([r.labels for r in KeyframeScheduler(backend, INTERVAL, label_size=CLIP_SIZE).run(iter(frames))])
+
+
+def _subprocess(args: list[str], timeout: int) -> tuple[int | None, str]:
+    """(exit status or None on timeout, the last 4000 characters of the output)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    try:
+        proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return None, out[-4000:]
+    return proc.returncode, (proc.stdout + proc.stderr)[-4000:]
+
+
+# ---- the checks --------------------------------------------------------------------------------------
+
+def kernels_build(ctx: Context, check: Check, machine: Machine) -> Outcome:
+    arch = f"sm_{machine.capability[0]}{machine.capability[1]}"
+    rc, out = _subprocess(["-m", "plugins.build", "--arch", arch, "--table"], check.budget_s)
+    ok = rc == 0
+    line = next((l for l in out.splitlines() if l.startswith("plugins.build:")), out.strip().splitlines()[-1] if out.strip() else "")
+    return Outcome(check.name, "pass" if ok else "fail", f"{arch}: {line}" if rc is not None else f"timed out after {check.budget_s} s",
+                   figures={"arch": arch, "exit": rc, "output": out})
+
+
+def kernels_vs_cpu(ctx: Context, check: Check, machine: Machine) -> Outcome:
+    """The CUDA kernels and the CPU build on the same real intermediates (warp + labels, edge map
+    from labels, chunk filter), FP32 and FP16 storage."""
+    import torch
+
+    from export.manifest import load_manifest
+    from plugins import cpu
+    from plugins.launcher import kernels
+    from runtime.backends import create_backend
+
+    manifest = load_manifest(ctx.engines())
+    ref = create_backend("torch", manifest, profile=False)
+    f0, f1 = ctx.frames()[:2]
+    with torch.no_grad():
+        state = ref.keyframe_step(f0)
+        small = ref.run("downsample", torch.from_numpy(f1))
+        flow = ref.run("flow", small, state.small)
+        warped = ref.run("warp", state.scores, flow)
+        intra = ref.run("intra", small)
+        weights = ref.run("guide", intra, warped)
+    arrays = {k: v.numpy().astype(np.float32) for k, v in
+              {"scores": state.scores, "flow": flow, "warped": warped, "intra": intra, "weights": weights}.items()}
+    n, c, h, w = arrays["scores"].shape
+    radius = manifest.model["radius"]
+    k = kernels()
+    stream = torch.cuda.current_stream().cuda_stream
+    figures, ok = {"shape": [n, c, h, w], "radius": radius, "kernels": k.describe()}, True
+    for dtype in ("float32", "float16"):
+        half = dtype == "float16"
+        host = {name: (a if name == "flow" else a.astype(dtype)) for name, a in arrays.items()}
+        dev = {name: torch.from_numpy(a).cuda() for name, a in host.items()}
+        out = torch.empty_like(dev["scores"])
+        labels = torch.empty((n, h, w), dtype=torch.int32, device="cuda")
+        edge = torch.empty((n, 1, h, w), dtype=torch.float32, device="cuda")
+        filtered = torch.empty_like(dev["warped"])
+        k.warp_by_flow(dev["scores"].data_ptr(), dev["flow"].data_ptr(), out.data_ptr(), n, c, h, w, half=half,
+                       labels=labels.data_ptr(), stream=stream)
+        k.edge_map_from_labels(labels.data_ptr(), edge.data_ptr(), n, h, w, stream=stream)
+        k.chunk_filter(dev["warped"].data_ptr(), dev["intra"].data_ptr(), dev["weights"].data_ptr(), filtered.data_ptr(),
+                       n, c, h, w, radius, half=half, stream=stream)
+        torch.cuda.synchronize()
+        cpu_out, cpu_labels = cpu.warp_by_flow(host["scores"], host["flow"], with_labels=True)
+        cpu_filtered = cpu.chunk_filter(host["warped"], host["intra"], host["weights"], radius)
+        got = {"warp": out.cpu().numpy(), "filter": filtered.cpu().numpy()}
+        want = {"warp": cpu_out, "filter": cpu_filtered}
+        for op in ("warp", "filter"):
+            diff = np.abs(got[op].astype(np.float64) - want[op].astype(np.float64)).max()
+            rel = float(diff / max(np.abs(want[op].astype(np.float64)).max(), 1e-12))
+            figures[f"{op}_{dtype}"] = {"max_abs": float(diff), "rel": rel, "tolerance": TOL[dtype]}
+            ok &= rel < TOL[dtype]
+        label_agree = float(np.mean(labels.cpu().numpy() == cpu_labels))
+        edge_agree = float(np.mean(edge.cpu().numpy() == cpu.edge_map_from_labels(labels.cpu().numpy())))
+        figures[f"labels_{dtype}"] = {"agree_with_cpu_build": label_agree, "edge_from_same_labels_agree": edge_agree}
+        ok &= label_agree >= 0.999 and edge_agree == 1.0
+    summary = ", ".join(f"{op} {d[:-2].replace('float', 'f')} rel {figures[f'{op}_{d}']['rel']:.1e}"
+                        for d in ("float32", "float16") for op in ("warp", "filter"))
+    return Outcome(check.name, "pass" if ok else "fail", f"{summary}; labels {figures['labels_float16']['agree_with_cpu_build']:.4%}",
+                   figures=figures)
+
+
+def torch_cuda_clip(ctx: Context, check: Check, machine: Machine) -> Outcome:
+    from export.manifest import load_manifest
+    from runtime.backends import create_backend
+
+    manifest = load_manifest(ctx.engines())
+    frames = ctx.frames()
+    reference = _labels(create_backend("torch", manifest, profile=False), frames)
+    backend = create_backend("torch-cuda", manifest, profile=False)
+    agreement = float(np.mean(_labels(backend, frames) == reference))
+    figures = {"agreement": agreement, "frames": len(frames), "interval": INTERVAL, "backend": backend.describe(),
+               "precision": backend.precision}
+    return Outcome(check.name, "pass" if agreement >= AGREEMENT else "fail",
+                   f"{agreement:.4%} of pixels agree with the FP32 CPU reference over {len(frames)} frames "
+                   f"({backend.precision.upper()})", figures=figures)
+
+
+def tensorrt(ctx: Context, check: Check, machine: Machine) -> Outcome:
+    from export.manifest import load_manifest
+    from runtime.backends import create_backend
+
+    out = ctx.work / f"tensorrt-{CLIP_SIZE[0]}x{CLIP_SIZE[1]}"
+    if not out.exists():
+        shutil.copytree(ctx.engines(), out)
+    started = time.perf_counter()
+    rc, log = _subprocess(["-m", "export.build_engines", "--out", str(out), "--size", f"{CLIP_SIZE[0]}x{CLIP_SIZE[1]}",
+                           "--backend", "tensorrt", "--max-batch", "4", "--opt-level", "1"], max(30, check.budget_s - 40))
+    if rc != 0:
+        return Outcome(check.name, "fail", "engine build " + ("timed out" if rc is None else f"exit {rc}: ")
+                       + (log.strip().splitlines() or [""])[-1], figures={"build_log": log})
+    manifest = load_manifest(out)
+    plugins = {s: (manifest.engines[s].get("plugins") or {}) for s in ("warp", "filter")}
+    layers = {s: p.get("engine_layers", []) for s, p in plugins.items()}
+    frames = ctx.frames()
+    backend = create_backend("tensorrt", manifest, profile=False)
+    agreement = float(np.mean(_labels(backend, frames) == _labels(create_backend("onnxruntime", manifest, profile=False), frames)))
+    ok = all(layers.values()) and agreement >= AGREEMENT and backend.graph_error is None
+    figures = {"build_seconds": round(time.perf_counter() - started, 1), "plugin_layers": layers,
+               "plugin_mode": {s: p.get("mode") for s, p in plugins.items()}, "agreement_vs_onnxruntime": agreement,
+               "backend": backend.describe(), "graph_error": backend.graph_error}
+    return Outcome(check.name, "pass" if ok else "fail",
+                   f"PLUGIN layers warp {layers['warp']}, filter {layers['filter']}; labels {agreement:.4%} vs onnxruntime",
+                   figures=figures)
+
+
+def pytest_gpu(ctx: Context, check: Check, machine: Machine) -> Outcome:
+    rc, out = _subprocess(["-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/plugins",
+                           "tests/runtime/test_gpu_backends.py"], check.budget_s)
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error)", out)}
+    ok = rc == 0 and counts.get("passed", 0) > 0
+    summary = "timed out" if rc is None else ", ".join(f"{v} {k}" for k, v in counts.items()) or f"exit {rc}"
+    return Outcome(check.name, "pass" if ok else "fail", summary, figures={"exit": rc, "counts": counts, "output": out})
+
+
+def fps(ctx: Context, check: Check, machine: Machine) -> Outcome:
+    out_dir = ctx.work / "fps"
+    rc, out = _subprocess(["-m", "benchmarks.fps", "--size", "1024x2048", "--backends", "auto", "--intervals", "1,2,3,4,5",
+                           "--iterations", "5", "--warmup", "2", "--frames", "20", "--repeats", "1",
+                           "--scaling-sizes", "1024x2048", "--batches", "1,2,4", "--out-dir", str(out_dir)], check.budget_s)
+    written = sorted(out_dir.glob("*.json")) if out_dir.is_dir() else []
+    if rc != 0 or not written:
+        return Outcome(check.name, "fail", "timed out" if rc is None else f"exit {rc}: {(out.strip().splitlines() or [''])[-1]}",
+                       figures={"output": out})
+    result = json.loads(written[-1].read_text())
+    e2e = {b: {l: v["median"] for l, v in per_l.items()} for b, per_l in result["end_to_end"].items()}
+    scaling = [{"size": s["size"], "batch": s["batch"], "ms": {b: {k: v["median"] for k, v in m.items()} for b, m in s["ms"].items()}}
+               for s in result.get("scaling", [])]
+    best = max(((b, v) for b, per_l in e2e.items() for v in per_l.values()), key=lambda x: x[1])
+    return Outcome(check.name, "pass", f"best {best[1]:.1f} FPS ({best[0]}) at 1024x2048; baseline {result['baseline']}",
+                   figures={"end_to_end_fps": e2e, "scaling_ms": scaling, "stages_ms": {b: {s: v["median"] for s, v in st.items()}
+                            for b, st in result["stages"].items()}, "precision": result.get("precision"),
+                            "fps_json": str(written[-1])})
+
+
+RUNNERS = {"kernels-build": kernels_build, "kernels-vs-cpu": kernels_vs_cpu, "torch-cuda-clip": torch_cuda_clip,
+           "tensorrt": tensorrt, "pytest-gpu": pytest_gpu, "fps": fps}
+
+
+def run(check: Check, ctx: Context, machine: Machine) -> Outcome:
+    """Run one planned check, timing it; a skip or an exception becomes its Outcome."""
+    if check.skip:
+        return Outcome(check.name, "skip", check.skip)
+    started = time.perf_counter()
+    try:
+        outcome = RUNNERS[check.name](ctx, check, machine)
+    except Exception as e:  # one check failing must not stop the others
+        outcome = Outcome(check.name, "fail", _first_line(e))
+    outcome.seconds = round(time.perf_counter() - started, 1)
+    return outcome
