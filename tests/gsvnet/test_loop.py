@@ -1,10 +1,12 @@
+from __future__ import annotations
+
 import gc
-import tracemalloc
+import weakref
 
 import pytest
 import torch
 
-from gsvnet import GSVNet, GSVNetConfig, KeyframeScheduler, segment_frames
+from gsvnet import GSVNet, GSVNetConfig, KeyframeScheduler, PropagationState, segment_frames
 from gsvnet import ops
 
 
@@ -45,28 +47,62 @@ def test_non_keyframes_use_propagation(model):
     assert torch.equal(results[1].labels, expected)
 
 
-def test_loop_streams_and_memory_does_not_grow(model):
-    consumed = []
+class RecordingStepper:
+    """Runs ``model`` and keeps a weak reference to every tensor its steps return, so a test can
+    see which of them are still alive (tracemalloc does not see tensor storage; weak references do)."""
+
+    def __init__(self, model: GSVNet) -> None:
+        self.model = model
+        self.scores: list[weakref.ref] = []
+        self.small: list[weakref.ref] = []
+        self.labels_out: list[weakref.ref] = []
+
+    def _record(self, state: PropagationState) -> PropagationState:
+        self.scores.append(weakref.ref(state.scores))
+        self.small.append(weakref.ref(state.small))
+        return state
+
+    def keyframe_step(self, frames: torch.Tensor) -> PropagationState:
+        return self._record(self.model.keyframe_step(frames))
+
+    def propagation_step(self, state: PropagationState, frames: torch.Tensor) -> PropagationState:
+        return self._record(self.model.propagation_step(state, frames))
+
+    def labels(self, state: PropagationState, size: tuple[int, int]) -> torch.Tensor:
+        out = self.model.labels(state, size)
+        self.labels_out.append(weakref.ref(out))
+        return out
+
+
+def _alive(refs: list[weakref.ref]) -> int:
+    return sum(ref() is not None for ref in refs)
+
+
+def test_loop_streams_and_keeps_only_the_latest_state(model, one_torch_thread):
+    """One frame in, one result out, and every past state, frame and label map is freed: memory
+    cannot grow with the video (a tensor kept per frame, e.g. through autograd history, fails)."""
+    consumed: list[int] = []
+    frames_seen: list[weakref.ref] = []
 
     def frames():
-        for i, f in enumerate(_frames(200, size=(32, 48))):
+        for i, f in enumerate(_frames(16, size=(32, 48))):
             consumed.append(i)
+            frames_seen.append(weakref.ref(f))
             yield f
 
-    it = segment_frames(model, frames(), interval=4)
-    first = next(it)
-    assert first.index == 0 and consumed == [0]  # one frame in, one result out
-    for _ in range(20):
-        next(it)
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    for _ in range(150):
-        next(it)
-    gc.collect()
-    grown = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
-    assert grown < 256 * 1024, f"python heap grew by {grown} bytes over 150 frames"
+    stepper = RecordingStepper(model)
+    results = segment_frames(stepper, frames(), interval=4)
+    for n in range(16):
+        result = next(results)
+        assert result.index == n and consumed == list(range(n + 1))  # streamed, not read ahead
+        assert not result.labels.requires_grad
+        del result
+        gc.collect()
+        assert len(stepper.scores) == n + 1
+        # the scheduler holds the latest state (for the next step), at most the latest frame and label map
+        assert _alive(stepper.scores) == 1 and stepper.scores[-1]() is not None, f"after frame {n}"
+        assert _alive(stepper.small) == 1, f"after frame {n}"
+        assert _alive(frames_seen) <= 1 and _alive(stepper.labels_out) <= 1, f"after frame {n}"
 
 
 def test_interval_must_be_positive(model):
