@@ -1,5 +1,6 @@
 """Bad inputs, interrupted runs: one clear line, a non-zero exit, no partial output under the final name."""
 
+import ctypes
 import json
 import os
 import signal
@@ -136,14 +137,39 @@ def test_output_paths(engines, tmp_path):
     assert proc.returncode == 2 and "nothing to write" in last_line(proc)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders; the /proc case covers it")
+PR_CAPBSET_DROP = 24  # prctl option, <linux/prctl.h>
+CAP_DAC_OVERRIDE = 1  # <linux/capability.h>: bypass file write/read/execute permission checks
+
+
+def _drop_dac_override() -> None:
+    """``preexec_fn``: remove CAP_DAC_OVERRIDE from the bounding set. A root process gets exactly
+    its bounding set as capabilities at exec, so the child then obeys write permissions like any user."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE)")
+
+
 def test_read_only_folder(engines, tmp_path):
+    """A folder without write permission, also when the tests run as root (as CI does): the CLI
+    then runs without the capability that lets root write anywhere."""
     video = write_video(tmp_path / "v.mp4", 3, (48, 64))
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
-    proc = infer(engines, video, tmp_path, "--out", str(ro / "o.mp4"))
-    assert proc.returncode == 2 and "not writable" in last_line(proc)
+    preexec = None
+    if os.geteuid() == 0:
+        try:
+            subprocess.run(["true"], preexec_fn=_drop_dac_override, check=True)
+        except (OSError, subprocess.SubprocessError) as e:
+            pytest.skip(f"running as root and cannot drop CAP_DAC_OVERRIDE for the CLI ({e}); needs CAP_SETPCAP")
+        preexec = _drop_dac_override
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "runtime.infer", "--video", str(video), "--engines", str(engines), "--no-progress",
+           "--out", str(ro / "o.mp4")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, preexec_fn=preexec)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "not writable" in last_line(proc) and "Permission denied" in last_line(proc)
+    assert list(ro.iterdir()) == []
 
 
 def test_engines_folder_problems(engines, tmp_path):
