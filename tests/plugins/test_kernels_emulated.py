@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(CXX is None, reason="g++ not found (the emulatio
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory) -> ctypes.CDLL:
     out = tmp_path_factory.mktemp("emulation") / "libemu.so"
-    flags = ["-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-DGSVNET_KERNELS_ONLY", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas"]
+    flags = ["-std=c++20", "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-pthread", "-DGSVNET_KERNELS_ONLY", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas"]
     proc = subprocess.run([CXX, *flags, str(HARNESS), "-o", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     lib = ctypes.CDLL(str(out))
