@@ -117,3 +117,38 @@ def test_workers_that_cannot_run_the_backend_refuse_with_the_reason(engines, tmp
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: no worker can segment: w0 (pid ") and "backend tensorrt is not available here" in line
     assert not list(out_dir.iterdir())  # nothing written, lock released
+
+
+def test_node_lost_mid_video_its_video_is_redone_on_another_node(fleet_clips, engines, reference, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    # two nodes of one CPU each on this machine (Ray's own multi-node test harness); dead nodes are noticed in ~2 s
+    small = {"num_cpus": 1, "object_store_memory": 100 * 2**20}
+    cluster = Cluster(initialize_head=True, head_node_args={
+        **small, "include_dashboard": False,
+        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
+    second = cluster.add_node(**small)
+    lost: list[str] = []
+
+    def lose_second_node(event) -> None:
+        if event.kind == "progress" and not lost and event.frames >= 3 and event.slot.info["node_id"] == second.node_id:
+            cluster.remove_node(second, allow_graceful=False)  # its raylet and every worker on it are killed
+            lost.append(event.video)
+
+    out_dir = tmp_path / "out"
+    try:
+        status, err = run_fleet(*fleet_args(fleet_clips.values(), engines, out_dir, "--address", cluster.address),
+                                on_event=lose_second_node)
+    finally:
+        cluster.shutdown()
+    assert lost, "the second node never ran a video: the test did not exercise anything"
+    assert status == 0, err[-3000:]
+    rows = summary_rows(out_dir)
+    assert all(r["status"] == "done" for r in rows.values())
+    assert rows[lost[0]]["attempts"] == 2
+    workers = {w["name"]: w for w in json.loads((out_dir / "summary.json").read_text())["workers"]}
+    assert workers[rows[lost[0]]["worker"]]["node_id"] != second.node_id  # redone on the surviving node
+    assert [w["state"] for w in workers.values() if w.get("node_id") == second.node_id] == ["dead"]
+    for name in fleet_clips:
+        assert_same_as_infer(out_dir / name, reference[name])
+    assert not partial_files(out_dir)
