@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from export.manifest import load_manifest
-from gsvnet import KeyframeScheduler
+from gsvnet import KeyframeScheduler, load_checkpoint, segment_frames
 from gsvnet.classes import CAMVID
+from gsvnet.pretrained import default_checkpoint, provenance
 from runtime.backends import create_backend, select_backend
 from runtime.backends.base import resize_labels_nearest
 from runtime.outputs import blend
@@ -179,3 +180,34 @@ def test_blend_is_the_float_mix_within_one_and_a_half_levels(rng, alpha):
     got = blend(rgb, labels, palette, alpha)
     assert got.dtype == np.uint8 and got.shape == rgb.shape
     assert np.abs(got - expected).max() < 1.5
+
+
+def test_cli_on_the_whole_clip_with_the_shipped_weights(shipped_clip_run, real_clip):
+    """What a user gets from runtime.infer with the shipped weights: labels equal to the onnxruntime
+    backend's, an overlay video showing them on every frame, with the clip's frame count, duration and rate."""
+    run = shipped_clip_run
+    assert run.stats["frames"] == CLIP_FRAMES and run.stats["keyframes"] == len(range(0, CLIP_FRAMES, run.interval))
+    assert run.stats["lost_frames"] == 0
+    assert_labels_equal_backend(run.labels_dir, run.engines, real_clip, CLIP_FRAMES, run.interval)
+    palette = np.array(provenance(default_checkpoint("swiftnet_r18"))["config"]["palette"], np.uint8)
+    assert_overlay_is_the_blend(run.overlay, run.labels_dir, real_clip, CLIP_FRAMES, palette, run.alpha)
+
+
+@pytest.mark.xfail(strict=True, reason="NaN from filter.onnx where all weights are zero (see "
+                                       "tests/runtime/test_backend_stages.py) spreads through later propagated "
+                                       "frames: frame 67 agrees on 86.8%; with the eps kept every frame is >= 99.99%")
+def test_cli_labels_agree_with_the_pytorch_reference(shipped_clip_run, real_clip, one_torch_thread):
+    """The shipped checkpoint run by the PyTorch reference ``gsvnet`` (no export, no onnxruntime) on
+    the same engine-size frames gives every one of the CLI's label PNGs on >= 99.5% of its pixels."""
+    run = shipped_clip_run
+    model, _ = load_checkpoint(default_checkpoint("swiftnet_r18"))
+    model.eval()
+    frames = (torch.from_numpy(resize_rgb(rgb, ENGINE_SIZE)[None]) for rgb in decode_rgb(real_clip))
+    reference = segment_frames(model, frames, interval=run.interval, label_size=ENGINE_SIZE)
+    agree = []
+    for k, (result, png) in enumerate(itertools.zip_longest(reference, read_label_pngs(run.labels_dir, CLIP_FRAMES))):
+        assert result is not None and png is not None, f"frame {k}: reference and CLI differ in length"
+        expected = resize_labels_nearest(result.labels.numpy(), (540, 960))[0]
+        agree.append(float(np.mean(png == expected)))
+    worst = int(np.argmin(agree))
+    assert agree[worst] >= 0.995, f"frame {worst}: {100 * agree[worst]:.2f}% of the pixels agree with PyTorch"
