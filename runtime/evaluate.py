@@ -1,15 +1,20 @@
 """Measured accuracy of GSVNet, through the PyTorch reference or a deployed backend.
 
-    python -m runtime.evaluate camvid     [--data ../shared/data/camvid] [--split test] [--size 360 480]
-    python -m runtime.evaluate video      [--video ../shared/data/videos/solidWhiteRight.mp4] [--no-intra-checkpoint P]
-    python -m runtime.evaluate cityscapes --root /path/to/cityscapes [--split val] [--checkpoint P]
+    python -m runtime.evaluate camvid          [--data ../shared/data/camvid] [--split test] [--size 360 480]
+    python -m runtime.evaluate camvid-sequence [--half first|second|all] [--no-intra-checkpoint P]
+    python -m runtime.evaluate video           [--video ../shared/data/videos/solidWhiteRight.mp4] [--no-intra-checkpoint P]
+    python -m runtime.evaluate cityscapes      --root /path/to/cityscapes [--split val] [--checkpoint P]
+    (each with [--backend NAME --engines DIR] [--json PATH])
 
 camvid: per-frame mIoU and per-class IoU (void ignored) at the labels' full resolution, keyframe
-path only. video: the paper's avg/min propagation protocol on the held-out end of a clip, with
-the keyframe net's own per-frame prediction standing in for ground truth, for GSVNet, the
-no-intra ablation (a separately trained checkpoint), a warp-only baseline (flow net, no guided
-filter) and a hold baseline (no motion). cityscapes: the same protocol against gtFine at frame 20
-(keyframe at 20-l, l = 0..5), 19 train ids, 255 ignored, full resolution.
+path only. camvid-sequence: the paper's propagation protocol against ground truth on the one
+labelled video here (CamVid val, 101 frames at 15 Hz): every labelled frame t and distance
+d = 0..5, keyframe t-d, scored at 360x480. video: the same protocol on the held-out end of a
+clip, the keyframe net's own per-frame prediction standing in for ground truth. Rows: gsvnet,
+without_intra (a separately trained checkpoint), warp_only (the same flow net, no guided filter)
+and hold (the keyframe's labels unchanged); mIoU per distance and avg/min per keyframe interval
+l = 1..5 (l covers distances 0..l-1, so l = 1 is the keyframe net on every frame).
+cityscapes: the same protocol against gtFine at frame 20 (keyframe at 20-d), 19 train ids.
 Each command prints a table and merges its section into the JSON file given by --json.
 """
 
@@ -124,38 +129,83 @@ def evaluate_camvid(args: argparse.Namespace) -> dict:
     return {key: result}
 
 
-def evaluate_video(args: argparse.Namespace) -> dict:
-    from runtime.protocol import distance_confusions, summarise
-    from runtime.protocol import resize_frame
-    from runtime.clips import holdout_split, read_video
+#: propagation rows: (row name, variant of gsvnet.variants); without_intra needs its own checkpoint
+ROWS = (("gsvnet", "full"), ("without_intra", "no_intra"), ("warp_only", "warp"), ("hold", "hold"))
 
-    main_runner = make_stepper(args, args.checkpoint)
-    size, stepper = main_runner.frame_size or tuple(args.size), main_runner.stepper
-    frames = read_video(args.video, size)
-    _, held = holdout_split(len(frames), args.holdout)
+
+def propagation_rows(args: argparse.Namespace, main_runner: Runner, frame: Callable[[int], np.ndarray],
+                     reference: Callable[[int], "np.ndarray | None"], keyframes: range, last_frame: int,
+                     ignore: int | None) -> dict[str, dict]:
+    """The paper's protocol (runtime.protocol) for every row of ROWS: distances 0..max_distance,
+    intervals l = 1..max_distance. GSVNet runs on the chosen backend, the ablations on the reference."""
+    from runtime.protocol import distance_confusions, summarise
+
     distances = list(range(0, args.max_distance + 1))
-    # the keyframe net's own prediction on every held-out frame is the reference
-    reference = {t: np.asarray(stepper.labels(stepper.keyframe_step(frames[t][None]), size))[0] for t in held}
     rows = {}
-    candidates = [("GSVNet", args.checkpoint, "full")]
-    if args.no_intra_checkpoint:
-        candidates.append(("GSVNet without intra", args.no_intra_checkpoint, "no_intra"))
-    candidates += [("warp only (no guided filter)", args.checkpoint, "warp"), ("hold (no motion)", args.checkpoint, "hold")]
-    for title, checkpoint, variant in candidates:
+    for name, variant in ROWS:
+        checkpoint = args.no_intra_checkpoint if variant == "no_intra" else args.checkpoint
+        if checkpoint is None:
+            continue
         runner = main_runner if variant == "full" else make_stepper(args, checkpoint, variant)
         if not same_keyframe_net(args.checkpoint, checkpoint):
             print(f"warning: {checkpoint} has a different keyframe net than {args.checkpoint}; "
                   "its rows are not comparable", file=sys.stderr)
         started = time.time()
-        cms = distance_confusions(runner.stepper, lambda t: resize_frame(frames[t], size), reference.get, held,
-                                  distances, len(main_runner.class_names), None, held.stop - 1)
-        rows[title] = {"variant": variant, "checkpoint": str(checkpoint), "backend": runner.description,
-                       **summarise(cms, args.max_distance), "seconds": round(time.time() - started, 1)}
-    print(f"propagation on held-out frames {held.start}..{held.stop - 1} of {args.video} at {size[0]}x{size[1]} "
-          f"(reference: the keyframe net's own prediction; mIoU %)")
+        cms = distance_confusions(runner.stepper, frame, reference, keyframes, distances,
+                                  len(main_runner.class_names), ignore, last_frame)
+        rows[name] = {"variant": variant, "checkpoint": str(checkpoint), "backend": runner.description,
+                      **summarise(cms, args.max_distance), "seconds": round(time.time() - started, 1)}
+    return rows
+
+
+def evaluate_camvid_sequence(args: argparse.Namespace) -> dict:
+    """Propagation against ground truth on the labelled 15 Hz CamVid val sequence: every labelled
+    frame t of the chosen half with t >= max_distance is scored at every distance d = 0..max_distance
+    (keyframe t-d, labels propagated d steps), full label resolution, void ignored."""
+    from gsvnet.datasets.camvid import VOID, load_split, sequence_half
+    from runtime.protocol import resize_frame
+
+    main_runner = make_stepper(args, args.checkpoint)
+    size = main_runner.frame_size or tuple(args.size)
+    frames = load_split(args.data, "val")
+    half = sequence_half(list(range(len(frames))), args.half)
+    targets = [t for t in half if t >= args.max_distance]
+    if not targets:
+        sys.exit(f"the {args.half} half of {args.data}/val has no frame with {args.max_distance} frames before it")
+    target_set = set(targets)
+    rows = propagation_rows(args, main_runner, lambda t: resize_frame(frames[t].image, size),
+                            lambda t: frames[t].label if t in target_set else None,
+                            range(targets[0] - args.max_distance, targets[-1] + 1), targets[-1], VOID)
+    print(f"propagation on the CamVid val sequence, {args.half} half: {len(targets)} labelled frames "
+          f"({frames[targets[0]].name}..{frames[targets[-1]].name}) at distances 0..{args.max_distance}, frames fed at "
+          f"{size[0]}x{size[1]}, scored against ground truth at {frames[0].label.shape[0]}x{frames[0].label.shape[1]}; mIoU %")
+    print(propagation_table(rows, args.max_distance))
+    return {"camvid_sequence" + ("" if main_runner.backend == REFERENCE else f"_{main_runner.backend}"): {
+        "data": str(args.data), "half": args.half, "frames": [frames[targets[0]].name, frames[targets[-1]].name],
+        "targets": len(targets), "frame_size": list(size), "label_size": list(frames[0].label.shape),
+        "reference": "ground truth (11 classes, void ignored)", "rows": rows}}
+
+
+def evaluate_video(args: argparse.Namespace) -> dict:
+    """The same protocol on a clip's held-out end, the keyframe net's own prediction standing in for
+    ground truth on every held-out frame t >= held.start + max_distance."""
+    from runtime.clips import holdout_split, read_video
+    from runtime.protocol import resize_frame
+
+    main_runner = make_stepper(args, args.checkpoint)
+    size, stepper = main_runner.frame_size or tuple(args.size), main_runner.stepper
+    frames = read_video(args.video, size)
+    _, held = holdout_split(len(frames), args.holdout)
+    targets = range(held.start + args.max_distance, held.stop)
+    reference = {t: np.asarray(stepper.labels(stepper.keyframe_step(frames[t][None]), size))[0] for t in targets}
+    rows = propagation_rows(args, main_runner, lambda t: resize_frame(frames[t], size), reference.get,
+                            range(held.start, held.stop), held.stop - 1, None)
+    print(f"propagation on held-out frames {held.start}..{held.stop - 1} of {args.video} at {size[0]}x{size[1]}, "
+          f"scored on {targets.start}..{targets.stop - 1} (reference: the keyframe net's own prediction; mIoU %)")
     print(propagation_table(rows, args.max_distance))
     return {"video": {"video": str(args.video), "frame_size": list(size), "heldout_frames": [held.start, held.stop],
-                      "holdout": args.holdout, "reference": "keyframe net per-frame prediction", "rows": rows}}
+                      "scored_frames": [targets.start, targets.stop], "holdout": args.holdout,
+                      "reference": "keyframe net per-frame prediction", "rows": rows}}
 
 
 def evaluate_cityscapes(args: argparse.Namespace) -> dict:
@@ -183,7 +233,7 @@ def evaluate_cityscapes(args: argparse.Namespace) -> dict:
                                   NUM_CLASSES, IGNORE, snippet.frame, cms)
     summary = summarise(cms, args.max_distance)
     print(f"Cityscapes {args.split}: {len(snippets)} snippets ({len(skipped)} skipped), {described}; mIoU %")
-    print(propagation_table({"GSVNet": summary}, args.max_distance))
+    print(propagation_table({"gsvnet": summary}, args.max_distance))
     return {"cityscapes": {"root": str(args.root), "split": args.split, "snippets": len(snippets),
                            "skipped": len(skipped), "backend": described, **summary}}
 
@@ -196,14 +246,18 @@ def format_rows(rows: list[tuple[str, float]], header: tuple[str, str]) -> str:
     return "\n".join(lines)
 
 
-def propagation_table(rows: dict[str, dict], max_distance: int) -> str:
-    """avg/min for l = 1..max_distance (l frames propagated after a keyframe), one row per method."""
+def propagation_table(rows: dict[str, dict], max_interval: int) -> str:
+    """mIoU by distance d = 0..max_interval and avg/min per keyframe interval l = 1..max_interval
+    (l covers distances 0..l-1), one row per method."""
     width = max(len("method"), *(len(n) for n in rows))
-    head = f"{'method':<{width}}  " + "  ".join(f"l={l} avg/min" for l in range(1, max_distance + 1))
+    distances = sorted(int(d) for d in next(iter(rows.values()))["miou_by_distance"])
+    head = f"{'method':<{width}}  " + "  ".join(f"d={d:<3}" for d in distances) + "   " + \
+        "  ".join(f"l={l} avg/min" for l in range(1, max_interval + 1))
     lines = [head]
     for name, r in rows.items():
-        cells = [f"{100 * r['avg'][l]:5.1f}/{100 * r['min'][l]:5.1f}" for l in range(1, max_distance + 1)]
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>13}" for c in cells))
+        by_d = [f"{100 * r['miou_by_distance'][str(d)]:5.1f}" for d in distances]
+        cells = [f"{100 * r['avg'][str(l)]:5.1f}/{100 * r['min'][str(l)]:5.1f}" for l in range(1, max_interval + 1)]
+        lines.append(f"{name:<{width}}  " + "  ".join(by_d) + "   " + "  ".join(f"{c:>13}" for c in cells))
     return "\n".join(lines)
 
 
@@ -242,6 +296,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     c.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "camvid"), help="CamVid root")
     c.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score")
     c.add_argument("--size", type=int, nargs=2, default=(360, 480), metavar=("H", "W"), help="frame size fed to GSVNet (multiples of 8)")
+    q = sub.add_parser("camvid-sequence", parents=[common], help="propagation against ground truth on the labelled "
+                       "CamVid val sequence", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "camvid"), help="CamVid root (its val split is the sequence)")
+    q.add_argument("--half", default="second", choices=("first", "second", "all"),
+                   help="first: model selection; second: what is reported (never trained on either)")
+    q.add_argument("--size", type=int, nargs=2, default=(360, 480), metavar=("H", "W"), help="frame size fed to GSVNet (multiples of 8)")
+    q.add_argument("--max-distance", type=int, default=5, help="largest distance d (and keyframe interval l)")
+    q.add_argument("--no-intra-checkpoint", default=None, help="checkpoint trained with --variant no_intra (Table 4 ablation)")
     v = sub.add_parser("video", parents=[common], help="propagation avg/min on a clip's held-out frames",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     v.add_argument("--video", default=str(REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"), help="clip")
@@ -267,7 +329,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {
-    "camvid": evaluate_camvid, "video": evaluate_video, "cityscapes": evaluate_cityscapes}
+    "camvid": evaluate_camvid, "camvid-sequence": evaluate_camvid_sequence, "video": evaluate_video,
+    "cityscapes": evaluate_cityscapes}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -2,15 +2,16 @@
 paper's propagation protocol (after Accel / DFF).
 
 A keyframe at frame s is segmented by the keyframe path and propagated recursively; the output
-at distance d = 1..max_distance (frame s+d) is scored against a reference label map: the
-ground truth where it exists (Cityscapes frame 20), or the keyframe net's own prediction on that
-frame (video without labels). D(d) is the mIoU over all scored frames at distance d.
+at distance d = 0..max_distance (frame s+d; d = 0 is the keyframe itself) is scored against a
+reference label map: the ground truth where it exists (the CamVid val sequence, Cityscapes frame
+20), or the keyframe net's own prediction on that frame (video without labels). D(d) is the
+mIoU over all scored frames at distance d.
 
-Summaries for l = 1..max_distance frames propagated after a keyframe:
-  avg(l) = mean of D(1..l)   (every propagated frame of the interval),
-  min(l) = D(l)              (the farthest frame, hit hardest by error accumulation).
-The paper's Table 1/4 "keyframe interval L" includes the keyframe itself: its avg is the mean of
-D(0..L-1) and its min is D(L-1); both follow from ``miou_by_distance`` (D(0) is stored too).
+Summaries per keyframe interval l = 1..max_interval, as in the paper's Tables 1 and 4: an
+interval of l frames holds the keyframe and l-1 propagated frames, i.e. distances 0..l-1, so
+  avg(l) = mean of D(0..l-1)   (every frame of the interval),
+  min(l) = D(l-1)              (the farthest frame, hit hardest by error accumulation),
+and l = 1 is the keyframe net on every frame.
 """
 
 from __future__ import annotations
@@ -56,12 +57,16 @@ def distance_confusions(stepper: Stepper, frame: Callable[[int], np.ndarray], re
     return cms
 
 
-def summarise(cms: dict[int, ConfusionMatrix], max_distance: int) -> dict:
-    """{"miou_by_distance": {d: D(d)}, "avg": {l: avg(l)}, "min": {l: min(l)}}, mIoU in 0..1."""
+def summarise(cms: dict[int, ConfusionMatrix], max_interval: int) -> dict:
+    """{"miou_by_distance": {"d": D(d)}, "avg": {"l": avg(l)}, "min": {"l": min(l)}} for
+    l = 1..max_interval (needs distances 0..max_interval-1), mIoU in 0..1, keys as strings (JSON)."""
     by_distance = {d: cm.miou() for d, cm in sorted(cms.items())}
-    avg = {l: float(np.mean([by_distance[d] for d in range(1, l + 1)])) for l in range(1, max_distance + 1)}
-    low = {l: by_distance[l] for l in range(1, max_distance + 1)}
-    return {"miou_by_distance": by_distance, "avg": avg, "min": low}
+    missing = [d for d in range(max_interval) if d not in by_distance]
+    if missing:
+        raise ValueError(f"intervals up to {max_interval} need distances 0..{max_interval - 1}; missing {missing}")
+    avg = {str(l): float(np.mean([by_distance[d] for d in range(l)])) for l in range(1, max_interval + 1)}
+    low = {str(l): by_distance[l - 1] for l in range(1, max_interval + 1)}
+    return {"miou_by_distance": {str(d): v for d, v in by_distance.items()}, "avg": avg, "min": low}
 
 
 def resize_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -56,7 +56,8 @@ def sample_sequences(clip: PreparedClip, starts: np.ndarray, length: int, revers
                      crop: tuple[int, int] | None, rng: np.random.Generator) -> dict[str, torch.Tensor]:
     """A batch of ``length``+1 consecutive frames per start index (keyframe first).
 
-    reverse[b] plays the sequence backwards (starting at starts[b] + length), flip[b] mirrors it
+    reverse[b] plays the sequence backwards (starting at starts[b] + length; the propagation trainer
+    plays forward only, as the deployed pipeline does), flip[b] mirrors it
     horizontally; crop takes one random (h, w) window per sequence. Returns
     small [B,L+1,3,h,w], scores [B,L+1,C,h,w], flow [B,L+1,2,h,w] (flow[:,i] = i -> i-1, DIS),
     teacher [B,L+1,h,w].

@@ -1,19 +1,27 @@
-"""Train GSVNet's propagation nets (flow, intra, guiding) on real video, keyframe net frozen.
+"""Train GSVNet's propagation nets (flow, intra, guiding) with the keyframe net frozen.
 
-    python -m training.propagation --checkpoint runs/keyframe/best.pt \\
-        --video ../shared/data/videos/solidWhiteRight.mp4 --out runs/propagation
+    python -m training.propagation --checkpoint runs/keyframe/best.pt --out runs/propagation
 
-1. Frames are decoded and resized to the engine size; the frozen keyframe net's scores on the
-   1/8 grid are computed once for every frame (the distillation teacher), and OpenCV DIS flow at
-   1/8 resolution for every consecutive pair (the flow pre-training target).
-2. Flow pre-training: L1 between the flow net and DIS (backward flow, 1/8-grid pixels).
-3. End to end, the guiding net starting at (almost) plain warping (``--guide-init``): a keyframe at t, recursive propagation over l ~ U{1..max-interval} frames
-   (random direction, horizontal flip, 3/4-size crop of the 1/8 grid), cross-entropy of the
-   propagated scores at t+l against the keyframe net's own label of frame t+l on the 1/8 grid,
-   plus ``--flow-weight`` times the L1 to DIS at every step.
-Only the first (1 - holdout) of the clip's frames are used; the rest is held out for evaluation.
-Writes OUT/final.pt (full GSVNet checkpoint; ``metadata.variant`` names the variant),
-OUT/flow_pretrained.pt (after step 2, for --flow-from) and OUT/summary.json.
+What is trained matches what is scored (python -m runtime.evaluate camvid-sequence):
+1. Data, forward in time only (as the deployed pipeline plays video):
+   - real clips (--videos; their first 1 - holdout of frames): soft targets, the frozen keyframe
+     net's softmax on every frame (cached once with OpenCV DIS flows at 1/8 resolution);
+   - ground truth: CamVid train images turned into short sequences by synthetic ego-motion
+     (training.egomotion), a fraction --synthetic of the batches.
+   The CamVid val sequence is never trained on: its first half selects the model.
+2. Flow pre-training: L1 to DIS on the clips and to the exact flow of the ego-motion sequences
+   (backward flow in 1/8-grid pixels).
+3. Intra pre-training: the intra net alone against the teacher on the current frame, so the
+   intra candidate starts useful instead of dying.
+4. End to end over l ~ U{1..max-interval} steps from a keyframe: at every step the scores are
+   upsampled to the frame size and scored by class-balanced KL to the teacher's softmax (clips)
+   or class-balanced cross-entropy to the ground truth (synthetic). The guiding and intra nets
+   learn at --lr, the flow net at --flow-lr-e2e (0: frozen), like the official 0.04 vs 1e-4.
+   The guiding net starts with every candidate alive (BatchNorm gain 1, positive biases, the
+   unshifted candidate largest); candidate shares are logged and a dead one is reported.
+5. Every --eval-every steps: the ground-truth protocol on the first half of the val sequence for
+   GSVNet and the warp-only baseline (same flow net); OUT/final.pt keeps the best step by the
+   mean of D(1..4). OUT/summary.json holds the selection history and the shares.
 """
 
 from __future__ import annotations
@@ -30,30 +38,39 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from gsvnet import GSVNet, load_checkpoint, ops, save_checkpoint
+from gsvnet.datasets.camvid import NUM_CLASSES, VOID, LabelledFrame, load_split
 from gsvnet.model import grid_size
-
-from .clip import PreparedClip, keyframe_scores, sample_sequences
-from .flow_targets import clip_flows
-from runtime.metrics import ConfusionMatrix
-from .optim import make_optimizer, poly_lr, set_lr
+from gsvnet.variants import build_variant
 from gsvnet.checkpoint import atomic_torch_save
-from gsvnet.variants import VARIANTS, build_variant
-from .state import pick_device, start_run
 from runtime.clips import holdout_split, read_video
 
+from .clip import PreparedClip, keyframe_scores, sample_sequences
+from .egomotion import grid_flows, sequence as egomotion_sequence
+from .flow_targets import clip_flows
+from .losses import class_frequencies, enet_weights
+from .optim import make_optimizer, poly_lr, set_lr
+from .selection import SelectionSet, mean_over
+from .state import pick_device, start_run
 
-def prepare_clip(model: GSVNet, video: str | Path, size: tuple[int, int], cache: Path | None,
-                 max_frames: int | None = None) -> PreparedClip:
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+DEFAULT_VIDEOS = [str(DATA / "videos" / "solidWhiteRight.mp4"), str(DATA / "videos" / "project_video_short.mp4")]
+#: the selection score is the mean of D(d) over these distances (capped at --max-interval)
+SELECTION_DISTANCES = range(1, 5)
+
+
+def prepare_clip(model: GSVNet, video: str | Path, size: tuple[int, int], cache: Path | None) -> PreparedClip:
     """Decode, run the frozen keyframe net and DIS once; reuse ``cache`` if it matches."""
-    key = {"video": str(Path(video).resolve()), "size": list(size), "max_frames": max_frames,
-           "keyframe": float(sum(p.double().sum() for p in model.keyframe.state_dict().values() if p.is_floating_point()))}
+    key = {"video": str(Path(video).resolve()), "size": list(size),
+           "keyframe": float(sum(p.double().sum() for p in model.keyframe.state_dict().values() if p.is_floating_point())),
+           "resampling": model.config.resampling}
     if cache is not None and cache.is_file():
         saved = torch.load(cache, map_location="cpu", weights_only=True)
         if saved.get("key") == key:
             print(f"using cached clip tensors from {cache}", flush=True)
             return PreparedClip(saved["small"], saved["scores"], saved["flow_forward"], saved["flow_reverse"])
     started = time.time()
-    frames = read_video(video, size, max_frames)
+    frames = read_video(video, size)
     small, scores = keyframe_scores(model, frames)
     forward, reverse = clip_flows(frames, grid_size(size))
     clip = PreparedClip(small, scores, torch.from_numpy(forward), torch.from_numpy(reverse))
@@ -65,45 +82,38 @@ def prepare_clip(model: GSVNet, video: str | Path, size: tuple[int, int], cache:
 
 
 def propagate_with_flow(model: GSVNet, prev_scores: torch.Tensor, prev_small: torch.Tensor,
-                        small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``model.propagate`` through its stage methods, also returning the flow [N,2,h,w]."""
+                        small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``model.propagate`` through its stage methods, also returning the flow and the guiding weights."""
     flow = model.estimate_flow(small, prev_small)
     warped = model.warp(prev_scores, flow)
     intra = model.intra_scores(small)
-    return model.fuse(warped, intra, model.guide_weights(intra, warped)), flow
+    weights = model.guide_weights(intra, warped)
+    return model.fuse(warped, intra, weights), flow, weights
 
 
-def random_batch(clip: PreparedClip, length: int, args: argparse.Namespace, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-    starts = rng.integers(0, len(clip.small) - length, size=args.batch_size)
-    reverse = rng.random(args.batch_size) < 0.5
-    flip = rng.random(args.batch_size) < 0.5
-    return sample_sequences(clip, starts, length, reverse, flip, crop_size(clip, args.crop_fraction), rng)
-
-
-def crop_size(clip: PreparedClip, fraction: float) -> tuple[int, int] | None:
-    h, w = clip.small.shape[-2:]
-    return None if fraction >= 1.0 else (max(8, int(round(h * fraction))), max(8, int(round(w * fraction))))
-
-
-def propagation_nets(model: GSVNet) -> list[torch.nn.Parameter]:
-    return [p for m in (model.flow, model.intra, model.guide) for p in m.parameters()]
-
-
-def start_at_warping(model: GSVNet, centre: float = 1.0, others: float = 0.01, gain: float = 0.01) -> None:
-    """Initialise the guiding net's output so the chunk filter starts as (almost) plain warping.
-
-    The guiding net ends in conv -> BatchNorm -> ReLU; a small BatchNorm gain and a bias of
-    ``centre`` for the unshifted candidate and ``others`` for the shifted and intra candidates
-    give ~92% of the weight to the warped score itself, so training starts from the warp-only
-    baseline and learns only the corrections that help (the default uniform start is a 3x3 blur).
-    """
+def init_guide(model: GSVNet, centre: float = 2.0, others: float = 0.5) -> None:
+    """Every candidate alive at the start: the guiding net's last BatchNorm with gain 1 (as the
+    official initialisation) and positive biases, the unshifted candidate the largest."""
     norm = model.guide.guide_decoder[1]
     k = ops.num_shifts(model.config.radius)
     bias = torch.full_like(norm.bias, others)
     bias[k // 2] = centre  # shift_offsets: index K//2 is (0, 0)
     with torch.no_grad():
-        norm.weight.fill_(gain)
+        norm.weight.fill_(1.0)
         norm.bias.copy_(bias)
+
+
+def heldout_flow_l1(model: GSVNet, clips: list[PreparedClip]) -> dict[str, float]:
+    """Mean L1 to DIS of the flow net and of zero flow on held-out consecutive pairs (1/8-grid px)."""
+    model.eval()
+    learned, zero = [], []
+    with torch.inference_mode():
+        for clip in clips:
+            for t in range(1, len(clip.small)):
+                target = clip.flow_forward[t]
+                learned.append(float((model.estimate_flow(clip.small[t : t + 1], clip.small[t - 1 : t])[0] - target).abs().mean()))
+                zero.append(float(target.abs().mean()))
+    return {"flow_net": float(np.mean(learned)), "zero_flow": float(np.mean(zero))}
 
 
 def set_training(model: GSVNet) -> None:
@@ -112,14 +122,80 @@ def set_training(model: GSVNet) -> None:
     model.keyframe.eval()
 
 
-def pretrain_flow(model: GSVNet, clip: PreparedClip, args: argparse.Namespace, rng: np.random.Generator) -> list[float]:
+class Objective:
+    """Class-balanced losses on scores upsampled to the frame size."""
+
+    def __init__(self, class_weights: torch.Tensor, align_corners: bool) -> None:
+        self.weights, self.align_corners = class_weights, align_corners
+
+    def _up(self, scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return ops.resize(scores.float(), size, self.align_corners)
+
+    def kl(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """KL(teacher softmax || student softmax) per pixel at 8x the grid, weighted by the teacher's class."""
+        size = (8 * student.shape[-2], 8 * student.shape[-1])
+        log_p = F.log_softmax(self._up(student, size), dim=1)
+        target = self._up(teacher, size)
+        q = F.softmax(target, dim=1)
+        per_pixel = (q * (F.log_softmax(target, dim=1) - log_p)).sum(1)
+        w = self.weights.to(student.device)[target.argmax(1)]
+        return (w * per_pixel).sum() / w.sum()
+
+    def ce(self, student: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Class-weighted cross-entropy against ground truth labels [B,H,W] (void ignored)."""
+        return F.cross_entropy(self._up(student, tuple(labels.shape[-2:])), labels, weight=self.weights.to(student.device),
+                               ignore_index=VOID)
+
+
+def clip_batch(clips: list[PreparedClip], length: int, args: argparse.Namespace, rng: np.random.Generator) -> dict:
+    """Sequences of length+1 consecutive frames, forward in time, from one random clip."""
+    clip = clips[int(rng.integers(0, len(clips)))]
+    h, w = clip.small.shape[-2:]
+    crop = None if args.crop_fraction >= 1.0 else (max(8, int(round(h * args.crop_fraction))), max(8, int(round(w * args.crop_fraction))))
+    starts = rng.integers(0, len(clip.small) - length, size=args.batch_size)
+    flip = rng.random(args.batch_size) < 0.5
+    return sample_sequences(clip, starts, length, np.zeros(args.batch_size, bool), flip, crop, rng)
+
+
+def synthetic_batch(model: GSVNet, stills: list[LabelledFrame], length: int, args: argparse.Namespace,
+                    rng: np.random.Generator, keyframe: bool = True) -> dict:
+    """Ego-motion sequences of CamVid train images: small [B,L+1,3,h,w], exact backward flow
+    [B,L+1,2,h,w], labels [B,L+1,H,W] (ground truth moved with the image) and, with ``keyframe``,
+    the frozen keyframe net's scores of the first frame [B,C,h,w]."""
+    size = tuple(args.synthetic_size)
+    images, labels, flows = [], [], []
+    for i in rng.integers(0, len(stills), size=args.batch_size):
+        frames, truth, matrices = egomotion_sequence(stills[i].image, stills[i].label, length, size, VOID, rng)
+        flow = grid_flows(matrices, size)
+        if rng.random() < 0.5:  # mirror: x flips, and so does the x component of the flow
+            frames, truth, flow = frames[..., ::-1, :], truth[..., ::-1], flow[..., ::-1].copy()
+            flow[:, 0] = -flow[:, 0]
+        images.append(np.ascontiguousarray(frames))
+        labels.append(np.ascontiguousarray(truth))
+        flows.append(np.ascontiguousarray(flow))
+    device = model.mean.device
+    video = torch.from_numpy(np.stack(images)).to(device)  # [B,L+1,H,W,3]
+    b = video.shape[0]
+    batch = {"labels": torch.from_numpy(np.stack(labels)).long().to(device), "flow": torch.from_numpy(np.stack(flows)).to(device)}
+    with torch.no_grad():
+        batch["small"] = model.downsample(video.flatten(0, 1)).unflatten(0, (b, length + 1))
+        if keyframe:
+            batch["key"] = model.keyframe_scores(video[:, 0])
+    return batch
+
+
+def pretrain_flow(model: GSVNet, clips: list[PreparedClip], stills: list[LabelledFrame], args: argparse.Namespace,
+                  rng: np.random.Generator) -> list[float]:
+    """L1 to DIS flow on the clips and to the exact flow of ego-motion sequences (a fraction
+    --synthetic of the steps), one frame pair per sequence."""
     optimizer = make_optimizer(args.optimizer, model.flow.parameters(), args.flow_lr, args.weight_decay)
     losses = []
     set_training(model)
     bar = tqdm(range(args.flow_steps), desc="flow pre-training", mininterval=1 if sys.stderr.isatty() else 30)
     for step in bar:
         set_lr(optimizer, poly_lr(args.flow_lr, step, args.flow_steps, warmup_steps=50))
-        batch = random_batch(clip, 1, args, rng)
+        synthetic = bool(stills) and rng.random() < args.synthetic
+        batch = synthetic_batch(model, stills, 1, args, rng, keyframe=False) if synthetic else clip_batch(clips, 1, args, rng)
         flow = model.estimate_flow(batch["small"][:, 1], batch["small"][:, 0])
         loss = F.l1_loss(flow, batch["flow"][:, 1])
         optimizer.zero_grad(set_to_none=True)
@@ -130,75 +206,122 @@ def pretrain_flow(model: GSVNet, clip: PreparedClip, args: argparse.Namespace, r
     return losses
 
 
-def distil(model: GSVNet, clip: PreparedClip, args: argparse.Namespace, rng: np.random.Generator) -> list[float]:
-    optimizer = make_optimizer(args.optimizer, propagation_nets(model), args.lr, args.weight_decay)
+def pretrain_intra(model: GSVNet, clips: list[PreparedClip], objective: Objective, args: argparse.Namespace,
+                   rng: np.random.Generator) -> list[float]:
+    """The intra net alone: its scores on a frame against the teacher's on the same frame."""
+    optimizer = make_optimizer(args.optimizer, model.intra.parameters(), args.intra_lr, args.weight_decay)
     losses = []
     set_training(model)
-    bar = tqdm(range(args.steps), desc="end-to-end distillation", mininterval=1 if sys.stderr.isatty() else 30)
+    bar = tqdm(range(args.intra_steps), desc="intra pre-training", mininterval=1 if sys.stderr.isatty() else 30)
     for step in bar:
-        set_lr(optimizer, poly_lr(args.lr, step, args.steps, warmup_steps=50))
-        length = int(rng.integers(1, args.max_interval + 1))
-        batch = random_batch(clip, length, args, rng)
-        scores, flow_loss = batch["scores"][:, 0], 0.0
-        for i in range(1, length + 1):
-            scores, flow = propagate_with_flow(model, scores, batch["small"][:, i - 1], batch["small"][:, i])
-            flow_loss = flow_loss + F.l1_loss(flow, batch["flow"][:, i]) / length
-        ce = F.cross_entropy(scores, batch["teacher"][:, length])
-        loss = ce + args.flow_weight * flow_loss
+        set_lr(optimizer, poly_lr(args.intra_lr, step, args.intra_steps, warmup_steps=50))
+        batch = clip_batch(clips, 0, args, rng)
+        loss = objective.kl(model.intra_scores(batch["small"][:, 0]), batch["scores"][:, 0])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(ce.detach()))
-        bar.set_postfix(ce=f"{np.mean(losses[-50:]):.3f}", l=length, refresh=False)
+        losses.append(float(loss.detach()))
+        bar.set_postfix(kl=f"{np.mean(losses[-50:]):.3f}", refresh=False)
     return losses
 
 
-def grid_agreement(model: GSVNet, clip: PreparedClip, max_distance: int) -> dict[str, list[float]]:
-    """Quick held-out check on the 1/8 grid: mIoU of the propagated labels against the teacher's
-    labels at distance d = 1..max_distance from every keyframe, and flow L1 to DIS."""
-    model.eval()
-    cms = [ConfusionMatrix(model.num_classes) for _ in range(max_distance)]
-    flow_l1 = []
-    teacher = clip.teacher
-    with torch.inference_mode():
-        for start in range(len(clip.small) - 1):
-            scores = clip.scores[start : start + 1]
-            for d in range(1, max_distance + 1):
-                t = start + d
-                if t >= len(clip.small):
-                    break
-                scores, flow = propagate_with_flow(model, scores, clip.small[t - 1 : t], clip.small[t : t + 1])
-                if d == 1:
-                    flow_l1.append(float((flow[0] - clip.flow_forward[t]).abs().mean()))
-                cms[d - 1].update(teacher[t].cpu().numpy(), scores.argmax(1)[0].cpu().numpy())
-    return {"miou_by_distance": [cm.miou() for cm in cms], "flow_l1_to_dis": float(np.mean(flow_l1))}
+def sequence_loss(model: GSVNet, batch: dict, objective: Objective, length: int, synthetic: bool,
+                  shares: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over the propagated steps of the step's loss (KL to the teacher, or CE to the truth)."""
+    scores = batch["key"] if synthetic else batch["scores"][:, 0]
+    total = 0.0
+    for i in range(1, length + 1):
+        scores, _, weights = propagate_with_flow(model, scores, batch["small"][:, i - 1], batch["small"][:, i])
+        shares.append((weights / (weights.sum(1, keepdim=True) + ops.WEIGHT_EPS)).mean(dim=(0, 2, 3)).detach())
+        total = total + (objective.ce(scores, batch["labels"][:, i]) if synthetic else objective.kl(scores, batch["scores"][:, i]))
+    return total / length
+
+
+def train_end_to_end(model: GSVNet, clips: list[PreparedClip], stills: list[LabelledFrame], objective: Objective,
+                     selection: SelectionSet, args: argparse.Namespace, rng: np.random.Generator, out: Path) -> dict:
+    groups = [{"params": [p for m in (model.intra, model.guide) for p in m.parameters()], "lr": args.lr}]
+    if args.flow_lr_e2e > 0:
+        groups.append({"params": list(model.flow.parameters()), "lr": args.flow_lr_e2e})
+    else:
+        model.flow.requires_grad_(False)
+    optimizer = make_optimizer(args.optimizer, groups, args.lr, args.weight_decay)
+    peaks = [g["lr"] for g in optimizer.param_groups]
+    history, best, losses, shares = [], None, [], []
+    bar = tqdm(range(args.steps), desc="end to end", mininterval=1 if sys.stderr.isatty() else 30)
+    for step in bar:
+        if step % args.eval_every == 0 or step == args.steps - 1:
+            record = selection_record(model, selection, args, step, shares)
+            history.append(record)
+            if best is None or record["score"] > best["score"]:
+                best = record
+                save_checkpoint(out / "final.pt", model, {"stage": "propagation", "variant": args.variant, "selection": record})
+            tqdm.write(f"step {step}: selection-half D(1..4) gsvnet {100 * record['score']:.2f} vs warp only "
+                       f"{100 * record['warp_score']:.2f} (best {100 * best['score']:.2f} at step {best['step']})", file=sys.stderr)
+            shares = []
+        set_training(model)
+        for group, peak in zip(optimizer.param_groups, peaks):
+            group["lr"] = poly_lr(peak, step, args.steps, warmup_steps=50)
+        length = int(rng.integers(1, args.max_interval + 1))
+        synthetic = bool(stills) and rng.random() < args.synthetic
+        batch = synthetic_batch(model, stills, length, args, rng) if synthetic else clip_batch(clips, length, args, rng)
+        loss = sequence_loss(model, batch, objective, length, synthetic, shares)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", l=length, refresh=False)
+    return {"history": history, "best": best, "final_loss": float(np.mean(losses[-100:])) if losses else None}
+
+
+def selection_record(model: GSVNet, selection: SelectionSet, args: argparse.Namespace, step: int,
+                     shares: list[torch.Tensor]) -> dict:
+    """GSVNet and warp-only on the selection half, plus the mean share of every candidate since the last record."""
+    warp = build_variant("warp", model.config, model.state_dict()).to(model.mean.device)
+    ours, theirs = selection.evaluate(model, args.max_interval), selection.evaluate(warp, args.max_interval)
+    distances = range(SELECTION_DISTANCES.start, min(SELECTION_DISTANCES.stop, args.max_interval + 1))
+    record = {"step": step, "score": mean_over(ours, distances), "warp_score": mean_over(theirs, distances),
+              "gsvnet": ours, "warp_only": theirs}
+    if shares:
+        mean = torch.stack(shares).mean(0).cpu()
+        k = ops.num_shifts(model.config.radius)
+        record["candidate_shares"] = {"centre": float(mean[k // 2]), "shifts": float(mean[:k].sum() - mean[k // 2]),
+                                      "intra": float(mean[k]), "null": float(mean[k + 1])}
+        dead = [i for i, v in enumerate(mean.tolist()) if v < 1e-3]
+        if dead:
+            record["dead_candidates"] = dead
+            tqdm.write(f"warning: guiding weights {dead} get < 0.1% of the weight (dead candidates)", file=sys.stderr)
+    return record
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="GSVNet checkpoint with the trained keyframe net (training.keyframe's best.pt)")
-    p.add_argument("--video", required=True, help="training video (decoded with PyAV)")
-    p.add_argument("--out", default="runs/propagation", help="output folder: final.pt, summary.json, clip.pt cache")
-    p.add_argument("--variant", default="full", choices=[v for v in VARIANTS if v in ("full", "no_intra")],
+    p.add_argument("--videos", nargs="+", default=DEFAULT_VIDEOS, help="real clips for the soft targets")
+    p.add_argument("--camvid", default=str(DATA / "camvid"), help="CamVid root: train for ego-motion sequences, val (first half) for selection")
+    p.add_argument("--out", default="runs/propagation", help="output folder: final.pt, summary.json, clip caches")
+    p.add_argument("--variant", default="full", choices=("full", "no_intra"),
                    help="full GSVNet, or the Table 4 ablation without the intra branch")
-    p.add_argument("--size", type=int, nargs=2, default=(544, 960), metavar=("H", "W"), help="engine frame size (multiples of 8)")
-    p.add_argument("--holdout", type=float, default=0.3, help="fraction of frames at the end of the clip kept out of training")
+    p.add_argument("--size", type=int, nargs=2, default=(544, 960), metavar=("H", "W"), help="clip frame size (multiples of 8)")
+    p.add_argument("--synthetic-size", type=int, nargs=2, default=(360, 480), metavar=("H", "W"), help="ego-motion frame size")
+    p.add_argument("--holdout", type=float, default=0.3, help="fraction of every clip's frames at its end kept out of training")
+    p.add_argument("--synthetic", type=float, default=0.5, help="fraction of end-to-end batches from CamVid ego-motion (ground truth)")
     p.add_argument("--flow-steps", type=int, default=3000, help="flow pre-training steps against DIS (0: none)")
-    p.add_argument("--flow-from", default=None, help="start the flow net from this checkpoint's (e.g. another variant's "
-                   "final.pt, so ablations share one flow pre-training)")
-    p.add_argument("--steps", type=int, default=1200, help="end-to-end distillation steps (0: flow pre-training only)")
+    p.add_argument("--flow-from", default=None, help="start the flow net from this checkpoint's (e.g. the full variant's final.pt)")
+    p.add_argument("--intra-steps", type=int, default=1000, help="intra pre-training steps against the teacher (0: none)")
+    p.add_argument("--steps", type=int, default=3000, help="end-to-end steps")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per step")
-    p.add_argument("--guide-init", default="warp", choices=("warp", "uniform"),
-                   help="start of the guiding net's output: warp = (almost) plain warping, uniform = gsvnet's default")
     p.add_argument("--max-interval", type=int, default=5, help="propagation length l is drawn from 1..max-interval")
-    p.add_argument("--crop-fraction", type=float, default=0.75, help="crop of the 1/8 grid per sequence (paper: 3/4 of the input)")
+    p.add_argument("--crop-fraction", type=float, default=0.75, help="crop of a clip's 1/8 grid per sequence (paper: 3/4)")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"), help="optimiser")
-    p.add_argument("--lr", type=float, default=1e-3, help="end-to-end peak learning rate (poly decay)")
+    p.add_argument("--lr", type=float, default=1e-3, help="end-to-end peak learning rate of the guiding and intra nets")
+    p.add_argument("--flow-lr-e2e", type=float, default=1e-5, help="end-to-end learning rate of the flow net (0: frozen)")
     p.add_argument("--flow-lr", type=float, default=2e-3, help="flow pre-training peak learning rate")
+    p.add_argument("--intra-lr", type=float, default=2e-3, help="intra pre-training peak learning rate")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
-    p.add_argument("--flow-weight", type=float, default=0.1, help="weight of the L1-to-DIS flow term during end-to-end training")
-    p.add_argument("--cache", default=None, help="cache of the prepared clip tensors (default: OUT/clip.pt)")
-    p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of the video (smoke tests)")
+    p.add_argument("--eval-every", type=int, default=250, help="selection-half evaluation every N end-to-end steps")
+    p.add_argument("--cache-dir", default=None, help="where prepared clips are cached (default: OUT)")
+    p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each clip (smoke tests)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N CamVid images of each split (smoke tests)")
     p.add_argument("--seed", type=int, default=0, help="seed for torch and numpy")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda or cuda:N")
@@ -209,44 +332,53 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     rng, out = start_run(args.seed, args.threads, args.out)
     started = time.time()
-
     teacher, keyframe_meta = load_checkpoint(args.checkpoint)
     device = pick_device(args.device)
     model = build_variant(args.variant, teacher.config, teacher.state_dict()).to(device)
+    model.keyframe.requires_grad_(False)
     print(f"training the {args.variant} propagation nets on {device}", flush=True)
-    for p in model.keyframe.parameters():
-        p.requires_grad_(False)
-    clip = prepare_clip(model, args.video, tuple(args.size), Path(args.cache) if args.cache else out / "clip.pt",
-                        args.max_frames)
-    train_frames, held_frames = holdout_split(len(clip.small), args.holdout)
-    train, held = clip.frames(train_frames).to(device), clip.frames(held_frames).to(device)
-    print(f"training on frames {train_frames.start}..{train_frames.stop - 1}, holding out {held_frames.start}..{held_frames.stop - 1}", flush=True)
+
+    cache_dir = Path(args.cache_dir) if args.cache_dir else out
+    clips, held_clips, spans = [], [], {}
+    for video in args.videos:
+        clip = prepare_clip(model, video, tuple(args.size), cache_dir / f"clip-{Path(video).stem}.pt")
+        if args.max_frames:
+            clip = clip.frames(range(0, min(args.max_frames, len(clip.small))))
+        train_frames, held = holdout_split(len(clip.small), args.holdout)
+        clips.append(clip.frames(train_frames).to(device))
+        held_clips.append(clip.frames(held).to(device))
+        spans[str(video)] = {"train": [train_frames.start, train_frames.stop], "heldout": [held.start, held.stop]}
+        print(f"{Path(video).name}: training on frames {train_frames.start}..{train_frames.stop - 1}, "
+              f"holding out {held.start}..{held.stop - 1}", flush=True)
+    train_stills = load_split(args.camvid, "train", args.limit)
+    stills = train_stills if args.synthetic > 0 else []
+    frequencies = class_frequencies([f.label for f in train_stills], NUM_CLASSES)
+    objective = Objective(torch.from_numpy(enet_weights(frequencies)), model.align_corners)
+    selection = SelectionSet.prepare(model, load_split(args.camvid, "val", args.limit), tuple(args.synthetic_size),
+                                     args.max_interval, "first")
 
     if args.flow_from:
         source, _ = load_checkpoint(args.flow_from)
         model.flow.load_state_dict(source.flow.state_dict())
         print(f"flow net initialised from {args.flow_from}", flush=True)
-    flow_losses = pretrain_flow(model, train, args, rng) if args.flow_steps else [float("nan")]
-    if args.flow_steps:
-        save_checkpoint(out / "flow_pretrained.pt", model, {"stage": "flow pre-training", "args": vars(args)})
-    after_flow = grid_agreement(model, held, args.max_interval)
-    print(f"after flow pre-training: held-out flow L1 to DIS {after_flow['flow_l1_to_dis']:.3f} grid px, "
-          f"grid mIoU by distance {[round(v, 3) for v in after_flow['miou_by_distance']]}", flush=True)
-    if args.guide_init == "warp" and args.steps:
-        start_at_warping(model)
-    ce_losses = distil(model, train, args, rng)
-    final = grid_agreement(model, held, args.max_interval)
-    print(f"after distillation: held-out flow L1 to DIS {final['flow_l1_to_dis']:.3f} grid px, "
-          f"grid mIoU by distance {[round(v, 3) for v in final['miou_by_distance']]}", flush=True)
+    flow_losses = pretrain_flow(model, clips, stills, args, rng) if args.flow_steps else []
+    flow_check = heldout_flow_l1(model, held_clips)
+    print(f"held-out flow L1 to DIS: flow net {flow_check['flow_net']:.3f}, zero flow {flow_check['zero_flow']:.3f} grid px", flush=True)
+    intra_losses = pretrain_intra(model, clips, objective, args, rng) if args.intra_steps and args.variant == "full" else []
+    init_guide(model)
+    result = train_end_to_end(model, clips, stills, objective, selection, args, rng, out)
 
-    summary = {"variant": args.variant, "args": vars(args), "train_frames": [train_frames.start, train_frames.stop],
-               "heldout_frames": [held_frames.start, held_frames.stop], "wall_s": round(time.time() - started, 1),
-               "flow_pretrain_final_l1": float(np.mean(flow_losses[-100:])), "distill_final_ce": float(np.mean(ce_losses[-100:])) if ce_losses else None,
-               "heldout_grid_after_flow_pretraining": after_flow, "heldout_grid_final": final,
+    summary = {"variant": args.variant, "args": vars(args), "clips": spans, "wall_s": round(time.time() - started, 1),
+               "flow_pretrain_final_l1": float(np.mean(flow_losses[-100:])) if flow_losses else None,
+               "heldout_flow_l1_after_pretraining": flow_check,
+               "intra_pretrain_final_kl": float(np.mean(intra_losses[-100:])) if intra_losses else None,
+               "selection_half": "CamVid val sequence, first half (ground truth)", "selected": result["best"],
+               "selection_history": result["history"], "final_loss": result["final_loss"],
                "keyframe_checkpoint": str(args.checkpoint), "keyframe_metadata": keyframe_meta}
-    save_checkpoint(out / "final.pt", model, {"stage": "propagation", **summary})
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(f"wrote {out / 'final.pt'} in {summary['wall_s'] / 60:.1f} min", flush=True)
+    best = result["best"]
+    print(f"selected step {best['step']}: D(1..4) {100 * best['score']:.2f} vs warp only {100 * best['warp_score']:.2f}; "
+          f"wrote {out / 'final.pt'} in {summary['wall_s'] / 60:.1f} min", flush=True)
     return summary
 
 

@@ -36,15 +36,18 @@ def expected_miou(d: int) -> float:
 
 
 def test_distances_and_avg_min_arithmetic():
+    """Paper's definitions: interval l holds distances 0..l-1; avg(l) = mean D(0..l-1), min(l) = D(l-1)."""
     cms = distance_confusions(DriftingStepper(), stripes, lambda t: stripes(t)[..., 0], keyframes=range(0, 4),
                               distances=range(0, 4), num_classes=3, ignore=None, last_frame=9)
-    s = summarise(cms, 3)
-    assert s["miou_by_distance"][0] == 1.0
+    s = summarise(cms, 4)
+    assert s["miou_by_distance"]["0"] == 1.0 and s["avg"]["1"] == s["min"]["1"] == 1.0
     for d in range(1, 4):
-        assert s["miou_by_distance"][d] == pytest.approx(expected_miou(d))
-        assert s["min"][d] == pytest.approx(expected_miou(d))
-    assert s["avg"][2] == pytest.approx((expected_miou(1) + expected_miou(2)) / 2)
-    assert s["min"][3] < s["min"][1]
+        assert s["miou_by_distance"][str(d)] == pytest.approx(expected_miou(d))
+        assert s["min"][str(d + 1)] == pytest.approx(expected_miou(d))
+    assert s["avg"]["3"] == pytest.approx((1.0 + expected_miou(1) + expected_miou(2)) / 3)
+    assert expected_miou(3) < expected_miou(1) < 1.0  # the fake really degrades with distance
+    with pytest.raises(ValueError, match="need distances 0..4"):
+        summarise(cms, 5)
 
 
 def test_only_labelled_frames_within_range_are_scored():
