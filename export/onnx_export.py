@@ -71,11 +71,14 @@ def export_stage(model: GSVNet, stage: Stage, fn: Callable[..., torch.Tensor], p
     example = _example_inputs(stage, batch=2)
     batch = torch.export.Dim(BATCH, min=1, max=MAX_BATCH)
     dynamic = tuple({0: batch} for _ in stage.inputs)
+    # The custom-op stages stay as exported: onnxscript's optimizer takes the chunk filter's
+    # `+ 1e-9` for an `x + 0` no-op and drops it (0/0 = NaN where every guiding weight is 0).
+    optimize = stage.custom_op is None
     with _quiet(), torch.inference_mode(False), torch.no_grad():
         program = torch.onnx.export(
             module, example, dynamo=True, opset_version=opset, external_data=False,
             input_names=[s.name for s in stage.inputs], output_names=[s.name for s in stage.outputs],
-            dynamic_shapes={"args": dynamic}, optimize=True, verbose=False,
+            dynamic_shapes={"args": dynamic}, optimize=optimize, verbose=False,
         )
     proto = program.model_proto
     proto.producer_name = "gsvnet-export"

@@ -119,7 +119,9 @@ def stage_table(num_classes: int, radius: int, frame_size: tuple[int, int], prec
 
 
 def random_inputs(stage: Stage, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Fresh random inputs in each tensor's realistic range (never zeros)."""
+    """Fresh random inputs in each tensor's realistic range (never all zeros). The guiding weights
+    also get a few pixels where every weight is exactly 0 (a ReLU output can be), where the chunk
+    filter must give 0 (plugins/SPEC.md), and one of tiny weights where the eps matters."""
     feeds = {}
     for spec in stage.inputs:
         shape = spec.concrete(batch)
@@ -128,7 +130,11 @@ def random_inputs(stage: Stage, batch: int, rng: np.random.Generator) -> dict[st
         elif spec.name == "flow":
             feeds[spec.name] = rng.uniform(-3.0, 3.0, shape).astype(spec.dtype)
         elif spec.name == "weights":
-            feeds[spec.name] = rng.uniform(0.0, 1.0, shape).astype(spec.dtype)
+            weights = rng.uniform(0.0, 1.0, shape)
+            h, w = shape[-2:]
+            weights[..., int(rng.integers(0, h)), :] = 0.0  # a whole row of all-zero weights
+            weights[..., int(rng.integers(0, h)), int(rng.integers(0, w))] *= 1e-7
+            feeds[spec.name] = weights.astype(spec.dtype)
         elif spec.name in ("seg", "warped", "intra", "scores"):
             feeds[spec.name] = (3.0 * rng.standard_normal(shape)).astype(spec.dtype)
         else:

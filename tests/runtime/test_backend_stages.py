@@ -11,9 +11,6 @@ from gsvnet import grid_size, ops
 from runtime.backends import create_backend
 
 
-@pytest.mark.xfail(strict=True, reason="filter.onnx has no `+ eps` in its denominator (the onnxscript optimizer in "
-                                       "torch.onnx.export(optimize=True) drops the Add of 1e-9), so all-zero "
-                                       "weights give 0/0 = NaN; plugins/SPEC.md says 0")
 def test_filter_stage_is_zero_where_every_weight_is_zero(engines, rng):
     """The guiding net ends in a ReLU, so a pixel can get all K+2 weights exactly zero; SPEC.md
     (and the PyTorch reference) then give 0, and the rest of the frame is unaffected."""

@@ -193,9 +193,6 @@ def test_cli_on_the_whole_clip_with_the_shipped_weights(shipped_clip_run, real_c
     assert_overlay_is_the_blend(run.overlay, run.labels_dir, real_clip, CLIP_FRAMES, palette, run.alpha)
 
 
-@pytest.mark.xfail(strict=True, reason="NaN from filter.onnx where all weights are zero (see "
-                                       "tests/runtime/test_backend_stages.py) spreads through later propagated "
-                                       "frames: frame 67 agrees on 86.8%; with the eps kept every frame is >= 99.99%")
 def test_cli_labels_agree_with_the_pytorch_reference(shipped_clip_run, real_clip, one_torch_thread):
     """The shipped checkpoint run by the PyTorch reference ``gsvnet`` (no export, no onnxruntime) on
     the same engine-size frames gives every one of the CLI's label PNGs on >= 99.5% of its pixels."""
