@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="GSVNet checkpoint (gsvnet.save_checkpoint format); default: the weights shipped in "
                         "gsvnet/weights for the keyframe net, or random weights if none are shipped")
+    p.add_argument("--official", type=Path, nargs="+", default=None, metavar="FILE",
+                   help="the official GSVNet weights instead of --checkpoint: KEYFRAME PROPAGATION [FLOW] (the keyframe "
+                        "net's file, GSVNet's training checkpoint, and the flow net's file if it is not inside the "
+                        "checkpoint; docs/official-checkpoints.md); the keyframe net is --keyframe-net (default swiftnet_r18)")
     p.add_argument("--random-weights", action="store_true",
                    help="use random weights even if trained ones are shipped (outputs are meaningless; for benchmarks)")
     p.add_argument("--seed", type=int, default=0, help="seed for random weights")
@@ -107,6 +111,8 @@ def _load_model(args: argparse.Namespace):
     from gsvnet.pretrained import default_checkpoint
 
     overrides = {"key_scale": args.key_scale} if args.key_scale is not None else {}
+    if args.official:
+        return _load_official(args, overrides)
     checkpoint = args.checkpoint
     if checkpoint is None and not args.random_weights:
         checkpoint = default_checkpoint(args.keyframe_net or "swiftnet_r18")
@@ -124,6 +130,24 @@ def _load_model(args: argparse.Namespace):
     with torch.no_grad():  # the zero-initialised flow head would make every warp an identity
         torch.nn.init.normal_(model.flow.toflow.weight, std=0.05)
     return model, {"source": None, "source_sha256": None, "random_weights": True, "seed": args.seed, "metadata": {}}
+
+
+def _load_official(args: argparse.Namespace, overrides: dict):
+    """(model, description) from the official files (gsvnet.official), with resampling 'official'."""
+    import hashlib
+
+    from gsvnet.official import model_from_official_files
+
+    if not 2 <= len(args.official) <= 3:
+        raise BuildError(f"--official takes 2 or 3 files (KEYFRAME PROPAGATION [FLOW]), got {len(args.official)}")
+    if args.checkpoint is not None or args.random_weights:
+        raise BuildError("--official replaces --checkpoint and --random-weights; pass only one of them")
+    model = model_from_official_files(args.keyframe_net or "swiftnet_r18", *args.official)
+    for key, value in overrides.items():
+        setattr(model.config, key, value)
+    digest = hashlib.sha256("".join(sha256_file(f) for f in args.official).encode()).hexdigest()
+    return model, {"source": " ".join(str(f) for f in args.official), "source_sha256": digest, "random_weights": False,
+                   "metadata": {"official": [str(f) for f in args.official]}}
 
 
 def _versions() -> dict:
