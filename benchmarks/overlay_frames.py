@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="runtime backend (default auto)")
     p.add_argument("--out", type=Path, default=Path("docs"), help="folder for the PNGs (default docs/)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--name", default="overlay", help="file name prefix: NAME-<frame>-<kind>.png and NAME-strip.png "
+                   "(default overlay)")
     return p
 
 
@@ -59,14 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     for result in KeyframeScheduler(backend, args.interval, label_size=reader.size).run(frames()):
         if result.index in wanted:
             overlay = blend(originals[result.index], result.labels[0], palette, args.alpha)
-            path = args.out / f"overlay-{result.index:04d}-{wanted[result.index]}.png"
+            path = args.out / f"{args.name}-{result.index:04d}-{wanted[result.index]}.png"
             Image.fromarray(overlay).save(path)
             tiles.append(overlay)
             print(f"wrote {path} ({'keyframe' if result.keyframe else 'propagated'} frame {result.index}, {name})")
     strip = np.concatenate([t[:, :, :] for t in tiles], axis=1)
     half = Image.fromarray(strip).resize((strip.shape[1] // 2, strip.shape[0] // 2), Image.BILINEAR)
-    half.save(args.out / "overlay-strip.png")
-    print(f"wrote {args.out / 'overlay-strip.png'}")
+    half.save(args.out / f"{args.name}-strip.png")
+    print(f"wrote {args.out / f'{args.name}-strip.png'}")
     return 0
 
 
