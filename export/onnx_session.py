@@ -8,12 +8,20 @@ from pathlib import Path
 import onnxruntime as ort
 
 
-def make_session(path: Path | str | bytes, providers: list[str] | None = None, threads: int = 0) -> ort.InferenceSession:
-    """An onnxruntime session with full graph optimisation (a path or serialised model bytes)."""
+def make_session(path: Path | str | bytes, providers: list[str] | None = None, threads: int = 0,
+                 spinning: bool | None = None) -> ort.InferenceSession:
+    """An onnxruntime session with full graph optimisation (a path or serialised model bytes).
+
+    threads: intra-op threads (0: onnxruntime's default, one per physical core); spinning: whether
+    idle worker threads spin waiting for work (None: onnxruntime's default, which spins). Spinning
+    is wasted where the threads share cores with other work (runtime/threads.py turns it off).
+    """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     model = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(model, options, providers=providers or ["CPUExecutionProvider"])

@@ -1,9 +1,11 @@
 """python -m runtime.infer --video PATH: segment a whole video with the built graphs/engines.
 
-Frames stream from the decoder (a background thread), are resized to the engine size, run
-through the keyframe / propagation schedule on the chosen backend, and the labels (resized back
-to the video size) go to a colour-overlay video, per-frame label PNGs and/or a stats file. Every
-output is written under a temporary name and renamed only when complete.
+Frames stream from the decoder (a background thread, which also resizes them to the engine size),
+run through the keyframe / propagation schedule on the chosen backend (on a CPU with the keyframe
+steps computed ahead on their own threads), and the labels (resized back to the video size) go,
+through a writer thread, to a colour-overlay video, per-frame label PNGs and/or a stats file
+(runtime/pipeline.py; the CPU budget: runtime/threads.py). Every output is written under a
+temporary name and renamed only when complete.
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -87,7 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse engines built for another keyframe net (default: accept the engines' net)")
     p.add_argument("--size", type=parse_size, default=None, metavar="HxW",
                    help="refuse engines built for another frame size (default: accept the engines' size)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for the backend (0: the library's default)")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU budget: cores this run may use, shared by the decoder, the graphs and the encoder "
+                        "(0: every core this process may run on). On a CPU backend each graph gets the thread count "
+                        "measured fastest for it within the budget (a short calibration the first time engines are "
+                        "used on a machine, kept in ENGINES/calibration.json)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure the graphs' speed at each thread count again (onnxruntime; do it on an idle machine) "
+                        "instead of reusing ENGINES/calibration.json")
     p.add_argument("--profile-stages", action="store_true",
                    help="time every stage on GPU backends too (each stage is then synchronised, which slows them); "
                         "CPU backends always report per-stage milliseconds")
@@ -102,21 +121,22 @@ class Interrupted(Exception):
 class Stream:
     """One input video and its outputs."""
 
-    def __init__(self, video: Path, out: Path | None, labels_dir: Path | None) -> None:
+    def __init__(self, video: Path, out: Path | None, labels_dir: Path | None, codec_threads: int = 0) -> None:
         from .video import VideoReader
 
         self.video = video
         self.out, self.labels_dir = out, labels_dir
+        self.codec_threads = codec_threads
         self.outputs: list = []
-        self.current = None  # the decoded frame being segmented
-        self.frames = self.keyframes = 0
-        self.reader = VideoReader(video)
+        self.frames = self.keyframes = 0  # written so far
+        self.reader = VideoReader(video, threads=codec_threads)
 
     def open_outputs(self, palette: np.ndarray, alpha: float) -> None:
         from .outputs import LabelPngs, OverlayVideo
 
         if self.out is not None:
-            self.outputs.append(OverlayVideo(self.out, self.reader.size, self.reader.fps, palette, alpha))
+            self.outputs.append(OverlayVideo(self.out, self.reader.size, self.reader.fps, palette, alpha,
+                                             threads=self.codec_threads))
         if self.labels_dir is not None:
             self.outputs.append(LabelPngs(self.labels_dir))
 
@@ -163,26 +183,32 @@ class Run:
         loads it once; its stage timer is reset so the stats cover this run); by default
         ``args.backend`` is selected and loaded here."""
         from .backends import GPU_BACKENDS, create_backend, select_backend
+        from .calibration import thread_plan
         from .outputs import check_output_path
+        from .threads import codec_threads, usable_cores
 
         self.args = args
         self.stop = threading.Event()
         self.streams: list[Stream] = []
+        self.writer = None
         if args.out is None and args.labels_dir is None and args.stats is None:
             raise UserError("nothing to write: pass --out OUT.mp4, --labels-dir DIR and/or --stats FILE")
-        plan = _stream_paths(args)
+        paths = _stream_paths(args)
         if args.stats is not None:
             check_output_path(args.stats, list(args.video), "stats")
         self.manifest = load_manifest(args.engines)
         _check_engines_match(self.manifest, args)
+        budget = args.threads or usable_cores()
         try:
-            for video, out, labels in plan:
-                self.streams.append(Stream(video, out, labels))
+            for video, out, labels in paths:
+                self.streams.append(Stream(video, out, labels, codec_threads(budget)))
             if backend is None:
                 name, why = select_backend(args.backend, self.manifest)
                 started = time.perf_counter()
                 profile = args.profile_stages or name not in GPU_BACKENDS
-                self.backend = create_backend(name, self.manifest, threads=args.threads, profile=profile)
+                plan = thread_plan(name, self.manifest, budget, args.calibrate, log)
+                self.backend = create_backend(name, self.manifest, threads=args.threads, profile=profile,
+                                              plan=plan)
                 self.load_seconds = time.perf_counter() - started
             else:
                 if backend.manifest.folder.resolve() != self.manifest.folder.resolve():
@@ -210,47 +236,75 @@ class Run:
         """Segment every frame of every stream and finish the outputs; returns the stats."""
         from tqdm import tqdm
 
-        from .multistream import MultiStreamScheduler
-        from .video import prefetch, resize_rgb
+        from .pipeline import OutputWriter
 
-        args, backend = self.args, self.backend
-        engine_size = backend.frame_size
+        args = self.args
         limit = args.max_frames or 0
-
-        def engine_frames(stream: Stream):
-            for decoded in prefetch(stream.reader, depth=4):
-                if limit and decoded.index >= limit:
-                    return
-                stream.current = decoded
-                yield resize_rgb(decoded.rgb, engine_size)[None]
-
         expected = [min(x for x in (st.reader.expected_frames, limit) if x) if (st.reader.expected_frames or limit) else 0
                     for st in self.streams]
-        scheduler = MultiStreamScheduler(backend, args.interval, [st.reader.size for st in self.streams])
         started = time.perf_counter()
         bar = tqdm(total=sum(expected) or None, unit="frame", disable=True if args.no_progress else None, dynamic_ncols=True)
         frames = 0
+        self.writer = writer = OutputWriter(self._write)
+        ticks = self._ticks()
         try:
-            for tick in scheduler.run([engine_frames(st) for st in self.streams]):
+            for tick in ticks:
                 if self.stop.is_set():
                     raise Interrupted()
-                for index, result in tick:
-                    stream = self.streams[index]
-                    for out in stream.outputs:
-                        out.write_frame(result.index, stream.current.rgb, result.labels[0])
-                    stream.frames += 1
-                    stream.keyframes += int(result.keyframe)
+                for index, decoded, result in tick:
+                    writer.put(index, result.index, decoded.rgb, result.labels[0], result.keyframe)
                 frames += len(tick)
                 bar.update(len(tick))
                 bar.set_postfix(fps=f"{frames / (time.perf_counter() - started):.1f}", refresh=False)
+            writer.finish()
+        except BaseException:
+            writer.stop()
+            raise
         finally:
+            ticks.close()
             bar.close()
+        if self.stop.is_set():
+            raise Interrupted()
         wall = time.perf_counter() - started
         for stream in self.streams:
             for out in stream.outputs:
                 out.close()
             stream.outputs = []
         return self._stats(wall)
+
+    @property
+    def keyframe_workers(self) -> int:
+        """Keyframe steps computed ahead on their own threads (0: inline; several videos are batched instead)."""
+        plan = self.backend.plan
+        if plan is None or not self.backend.concurrent_steps or len(self.streams) > 1:
+            return 0
+        return plan.keyframe_workers
+
+    def _ticks(self):
+        """Per step of the schedule, (stream index, decoded frame, StepResult) for every stream that had a frame."""
+        from .pipeline import DECODE_DEPTH, engine_frames, schedule
+        from .video import prefetch
+
+        backend, limit = self.backend, self.args.max_frames or 0
+        sources = [prefetch(engine_frames(st.reader, backend.frame_size, limit, backend.timer), depth=DECODE_DEPTH)
+                   for st in self.streams]
+        try:
+            yield from schedule(backend, self.args.interval, [st.reader.size for st in self.streams], sources,
+                                self.keyframe_workers)
+        finally:
+            for source in sources:
+                source.close()
+
+    def _write(self, index: int, frame: int, rgb: np.ndarray, labels: np.ndarray, keyframe: bool) -> None:
+        """Write one frame to the outputs of stream ``index`` (on the writer thread)."""
+        stream, timer = self.streams[index], self.backend.timer
+        start = time.perf_counter()
+        for out in stream.outputs:
+            out.write_frame(frame, rgb, labels)
+        if timer.enabled:  # no device synchronisation from this thread
+            timer.add("write", (time.perf_counter() - start) * 1e3)
+        stream.frames += 1
+        stream.keyframes += int(keyframe)
 
     def _stats(self, wall: float) -> dict:
         manifest = self.manifest
@@ -264,6 +318,8 @@ class Run:
             "backend": self.backend.name, "backend_detail": self.backend.describe(),
             "engine_size": list(manifest.frame_size), "keyframe_net": manifest.model["keyframe_net"],
             "engines": str(manifest.folder), "stages_ms": self.backend.timer.summary(),
+            "threads": self.backend.plan.to_dict() if self.backend.plan is not None else None,
+            "keyframe_workers": self.keyframe_workers,
             "streams": per_stream, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if self.args.stats is not None:
@@ -279,7 +335,9 @@ class Run:
             backend.cancel()
 
     def abort(self) -> None:
-        """Remove every partial output."""
+        """Remove every partial output (the writer thread is stopped first)."""
+        if self.writer is not None:
+            self.writer.stop()
         for stream in self.streams:
             for out in stream.outputs:
                 out.abort()

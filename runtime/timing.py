@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -41,12 +42,14 @@ class StageSamples:
 
 class StageTimer:
     """Collects milliseconds per named stage. ``sync`` (e.g. a CUDA synchronise) runs before each
-    reading so asynchronous backends are timed honestly; it is None on the CPU."""
+    reading so asynchronous backends are timed honestly; it is None on the CPU. Stages may be timed
+    from several threads at once (the pipeline's keyframe workers)."""
 
     def __init__(self, sync: Callable[[], None] | None = None, enabled: bool = True) -> None:
         self.stages: dict[str, StageSamples] = {}
         self.sync = sync
         self.enabled = enabled
+        self._lock = threading.Lock()
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -62,13 +65,16 @@ class StageTimer:
         self.add(name, (time.perf_counter() - start) * 1e3)
 
     def add(self, name: str, ms: float) -> None:
-        if name not in self.stages:
-            self.stages[name] = StageSamples()
-        self.stages[name].add(ms)
+        with self._lock:
+            if name not in self.stages:
+                self.stages[name] = StageSamples()
+            self.stages[name].add(ms)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """stage -> {count, total_ms, mean_ms, median_ms, p90_ms}."""
-        return {name: s.summary() for name, s in self.stages.items() if s.count}
+        with self._lock:
+            return {name: s.summary() for name, s in self.stages.items() if s.count}
 
     def reset(self) -> None:
-        self.stages.clear()
+        with self._lock:
+            self.stages.clear()

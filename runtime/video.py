@@ -11,6 +11,7 @@ from typing import Iterable, Iterator, TypeVar
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .errors import UserError
 
@@ -38,7 +39,8 @@ class VideoReader:
     ``lost_frames`` compares what was decoded with what the header announced.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        """threads: decoder threads (0: FFmpeg's choice, one per core and more)."""
         self.path = Path(path)
         if not self.path.exists():
             raise UserError(f"video not found: {self.path}")
@@ -55,6 +57,8 @@ class VideoReader:
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         ctx = self.stream.codec_context
+        if threads:
+            ctx.thread_count = threads
         self.coded_size = (int(ctx.height), int(ctx.width))
         if self.coded_size[0] <= 0 or self.coded_size[1] <= 0:
             self.container.close()
@@ -119,12 +123,15 @@ class VideoReader:
             pass
 
 
-def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a uint8 [H,W,3] frame to (height, width) with libswscale."""
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int], reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """Bilinear resize of a uint8 [H,W,3] frame to (height, width) with libswscale. A
+    ``reformatter`` kept by the caller reuses its scaler between frames (same pixels, less work);
+    one reformatter per thread."""
     if rgb.shape[:2] == tuple(size):
         return rgb
     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-    return frame.reformat(width=size[1], height=size[0], format="rgb24", interpolation="BILINEAR").to_ndarray()
+    scaler = reformatter if reformatter is not None else VideoReformatter()
+    return scaler.reformat(frame, width=size[1], height=size[0], format="rgb24", interpolation="BILINEAR").to_ndarray()
 
 
 def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:

@@ -11,6 +11,7 @@ from export.engine_compat import (ENGINE_STAGES, check_engines, current_environm
 from export.manifest import Manifest, ManifestError
 
 from ..errors import UserError
+from ..threads import ThreadPlan
 from . import gpu_checks
 from .base import Backend, State
 
@@ -124,12 +125,17 @@ def select_backend(requested: str, manifest: Manifest) -> tuple[str, str]:
     raise UserError("no backend can run here: " + "; ".join(skipped))
 
 
-def create_backend(name: str, manifest: Manifest, threads: int = 0, profile: bool = True) -> Backend:
-    """Instantiate backend ``name`` (use ``select_backend`` first to resolve ``auto``)."""
+def create_backend(name: str, manifest: Manifest, threads: int = 0, profile: bool = True,
+                   plan: ThreadPlan | None = None) -> Backend:
+    """Instantiate backend ``name`` (use ``select_backend`` first to resolve ``auto``).
+
+    threads: CPU threads of every graph (0: the library's default); ``plan`` (the CPU backends;
+    runtime.calibration.thread_plan) instead gives each graph its own count for a pipelined run.
+    """
     factories: dict[str, Callable[[], Backend]] = {
-        "onnxruntime": lambda: _onnxruntime(manifest, ["CPUExecutionProvider"], threads, profile),
+        "onnxruntime": lambda: _onnxruntime(manifest, ["CPUExecutionProvider"], threads, profile, plan),
         "onnxruntime-cuda": lambda: _onnxruntime_device(manifest, threads, profile),
-        "torch": lambda: _torch(manifest, "cpu", threads, profile),
+        "torch": lambda: _torch(manifest, "cpu", threads, profile, plan),
         "torch-cuda": lambda: _torch_cuda(manifest, profile),
         "tensorrt": lambda: _tensorrt(manifest, profile),
     }
@@ -138,10 +144,10 @@ def create_backend(name: str, manifest: Manifest, threads: int = 0, profile: boo
     return factories[name]()
 
 
-def _onnxruntime(manifest: Manifest, providers: list[str], threads: int, profile: bool) -> Backend:
+def _onnxruntime(manifest: Manifest, providers: list[str], threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
     from .onnxruntime_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(manifest, providers, threads, profile)
+    return OnnxRuntimeBackend(manifest, providers, threads, profile, plan)
 
 
 def _onnxruntime_device(manifest: Manifest, threads: int, profile: bool) -> Backend:
@@ -162,10 +168,10 @@ def _tensorrt(manifest: Manifest, profile: bool) -> Backend:
     return TensorRTBackend(manifest, profile)
 
 
-def _torch(manifest: Manifest, device: str, threads: int, profile: bool) -> Backend:
+def _torch(manifest: Manifest, device: str, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
     from .torch_backend import TorchBackend
 
-    return TorchBackend(manifest, device, threads, profile)
+    return TorchBackend(manifest, device, threads, profile, plan)
 
 
 __all__ = ["Backend", "CHOICES", "GPU_BACKENDS", "State", "create_backend", "select_backend", "unavailable_reason"]

@@ -9,6 +9,7 @@ from export.manifest import STAGES, Manifest, verify_file
 from export.onnx_session import make_session
 
 from ..labels import upsample_argmax_x8
+from ..threads import ThreadPlan
 from .base import Array, Backend
 
 __all__ = ["OnnxRuntimeBackend", "make_session"]
@@ -16,11 +17,17 @@ __all__ = ["OnnxRuntimeBackend", "make_session"]
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    concurrent_steps = True  # sessions are thread-safe and inputs/outputs are fresh numpy arrays
 
-    def __init__(self, manifest: Manifest, providers: list[str] | None = None, threads: int = 0, profile: bool = True) -> None:
-        super().__init__(manifest, profile)
+    def __init__(self, manifest: Manifest, providers: list[str] | None = None, threads: int = 0, profile: bool = True,
+                 plan: ThreadPlan | None = None) -> None:
+        """threads: intra-op threads of every graph (0: onnxruntime's default), unless ``plan``
+        gives each graph its own count (and turns spinning off)."""
+        super().__init__(manifest, profile, plan)
         self.providers = providers or ["CPUExecutionProvider"]
         self.threads = threads
+        if self.providers[0] != "CPUExecutionProvider":
+            self.concurrent_steps = False
         self.run_options = ort.RunOptions()
         self.sessions: dict[str, ort.InferenceSession] = {}
         self.input_names: dict[str, list[str]] = {}
@@ -28,7 +35,9 @@ class OnnxRuntimeBackend(Backend):
         for stage in STAGES:
             entry = manifest.graphs[stage]
             path = verify_file(manifest, entry, f"'{stage}' graph")
-            self.sessions[stage] = make_session(path, self.providers, threads)
+            count = plan.stage_threads.get(stage, 1) if plan is not None else threads
+            spinning = plan.spinning if plan is not None else None
+            self.sessions[stage] = make_session(path, self.providers, count, spinning)
             self.input_names[stage] = [spec["name"] for spec in entry["inputs"]]
             self.output_names[stage] = entry["outputs"][0]["name"]
 
@@ -54,5 +63,5 @@ class OnnxRuntimeBackend(Backend):
         return labels
 
     def describe(self) -> str:
-        threads = self.threads or "default"
-        return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}, intra-op threads: {threads})"
+        threads = self.plan.describe() if self.plan is not None else f"intra-op threads: {self.threads or 'default'}"
+        return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}, {threads})"

@@ -20,6 +20,7 @@ from .onnxruntime_backend import OnnxRuntimeBackend
 
 class OnnxRuntimeDeviceBackend(OnnxRuntimeBackend):
     name = "onnxruntime-cuda"
+    concurrent_steps = False  # steps bind device buffers
 
     def __init__(self, manifest: Manifest, providers: list[str] | None = None, threads: int = 0, profile: bool = True,
                  device: str = "cuda", device_id: int = 0) -> None:

@@ -13,16 +13,23 @@ from export.manifest import Manifest, verify_file
 from export.stages import stage_functions
 from gsvnet import load_checkpoint
 
+from ..threads import ThreadPlan
 from .base import Array, Backend
 
 
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, manifest: Manifest, device: str = "cpu", threads: int = 0, profile: bool = True) -> None:
+    def __init__(self, manifest: Manifest, device: str = "cpu", threads: int = 0, profile: bool = True,
+                 plan: ThreadPlan | None = None) -> None:
+        """threads: PyTorch's intra-op threads (0: PyTorch's default), unless ``plan`` sets them
+        (the most any stage gets: PyTorch has one setting for the whole process)."""
         self.device = torch.device(device)
         self.is_async = self.device.type == "cuda"
-        super().__init__(manifest, profile)
+        self.concurrent_steps = self.device.type == "cpu"
+        super().__init__(manifest, profile, plan)
+        if plan is not None:
+            threads = max(plan.stage_threads.values(), default=1)
         if threads:
             torch.set_num_threads(threads)
         path = verify_file(manifest, manifest.data["checkpoint"], "checkpoint")
@@ -51,4 +58,5 @@ class TorchBackend(Backend):
             torch.cuda.synchronize(self.device)
 
     def describe(self) -> str:
-        return f"torch {torch.__version__} eager on {self.device} ({torch.get_num_threads()} threads)"
+        plan = f"; {self.plan.describe()}" if self.plan is not None else ""
+        return f"torch {torch.__version__} eager on {self.device} ({torch.get_num_threads()} threads{plan})"
