@@ -14,6 +14,7 @@ import torch
 
 from gsvnet import GSVNet
 
+from .graph_fixes import static_resize_scales
 from .stages import BATCH, Stage, StageModule
 
 #: GridSample is called 'bilinear' up to opset 19; TensorRT maps opset >= 20 'linear' to nearest
@@ -81,6 +82,8 @@ def export_stage(model: GSVNet, stage: Stage, fn: Callable[..., torch.Tensor], p
             dynamic_shapes={"args": dynamic}, optimize=optimize, verbose=False,
         )
     proto = program.model_proto
+    if stage.custom_op is None:  # custom-op bodies stay exactly as exported (see above)
+        proto = static_resize_scales(proto)
     proto.producer_name = "gsvnet-export"
     proto.doc_string = f"GSVNet stage '{stage.name}'"
     if transform is not None:
