@@ -36,11 +36,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def build_key(checkpoint_sha: str, config: dict, size: tuple[int, int], opset: int, custom_ops: str, versions: dict) -> str:
-    """Everything the FP32 ONNX graphs depend on, hashed: equal keys mean the graphs can be reused."""
+def build_key(checkpoint_sha: str, config: dict, size: tuple[int, int], opset: int, custom_ops: str, versions: dict,
+              quantization: dict | None = None) -> str:
+    """Everything the ONNX graphs depend on, hashed: equal keys mean the graphs can be reused.
+    ``quantization``: the calibration record of an INT8 keyframe graph (None: FP32 graphs)."""
     relevant = {"checkpoint": checkpoint_sha, "config": config, "size": list(size), "opset": opset,
                 "custom_ops": custom_ops, "precision": "fp32",
                 "versions": {k: versions[k] for k in ("gsvnet", "torch", "onnx")}}
+    if quantization is not None:
+        relevant.update(precision="int8", quantization=quantization, onnxruntime=versions.get("onnxruntime"))
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 

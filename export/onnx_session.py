@@ -9,13 +9,24 @@ import onnxruntime as ort
 
 
 def make_session(path: Path | str | bytes, providers: list[str] | None = None, threads: int = 0,
-                 spinning: bool | None = None) -> ort.InferenceSession:
+                 spinning: bool | None = None, precision: str = "fp32") -> ort.InferenceSession:
     """An onnxruntime session with full graph optimisation (a path or serialised model bytes).
 
     threads: intra-op threads (0: onnxruntime's default, one per physical core); spinning: whether
     idle worker threads spin waiting for work (None: onnxruntime's default, which spins). Spinning
     is wasted where the threads share cores with other work (runtime/threads.py turns it off).
+    precision: the graph's ('int8': a symmetric QDQ graph, which the CPU provider on x86 runs with
+    uint8 activations, export/quantize.py).
     """
+    providers = providers or ["CPUExecutionProvider"]
+    if precision == "int8" and providers[0] == "CPUExecutionProvider":
+        import onnx
+
+        from .quantize import for_onnxruntime_x86, x86_needs_u8
+
+        if x86_needs_u8():
+            model = onnx.load_from_string(path) if isinstance(path, bytes) else onnx.load(str(path))
+            path = for_onnxruntime_x86(model).SerializeToString()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
@@ -24,4 +35,4 @@ def make_session(path: Path | str | bytes, providers: list[str] | None = None, t
     if spinning is not None:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     model = path if isinstance(path, bytes) else str(path)
-    return ort.InferenceSession(model, options, providers=providers or ["CPUExecutionProvider"])
+    return ort.InferenceSession(model, options, providers=providers)

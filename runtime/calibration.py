@@ -46,7 +46,8 @@ def measure_stage(manifest: Manifest, stage: str, threads: int, runs: int = RUNS
     entry = manifest.graphs[stage]
     spec = Stage(stage, tuple(TensorSpec.from_dict(d) for d in entry["inputs"]), ())
     feeds = random_inputs(spec, 1, np.random.default_rng(seed))
-    session = make_session(manifest.file(entry["file"]), threads=threads, spinning=False)
+    session = make_session(manifest.file(entry["file"]), threads=threads, spinning=False,
+                           precision=entry.get("precision", "fp32"))
     session.run(None, feeds)
     times = []
     for _ in range(runs):

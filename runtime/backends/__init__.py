@@ -94,9 +94,14 @@ def unavailable_reason(name: str, manifest: Manifest) -> str | None:
     raise UserError(f"unknown backend {name!r}; choose one of: {', '.join(CHOICES)}")
 
 
-def precision_note(name: str) -> str:
+def precision_note(name: str, manifest: Manifest | None = None) -> str:
     """How backend ``name`` computes on this machine, e.g. 'FP32: NVIDIA GeForce GTX 1080 Ti
     (compute capability 6.1) runs FP16 at a small fraction of its FP32 rate, so FP32 is faster'."""
+    int8 = manifest is not None and manifest.graphs.get("keyframe", {}).get("precision") == "int8"
+    if int8 and name in ("onnxruntime", "onnxruntime-cuda"):
+        return "INT8 keyframe graph, FP32 others"
+    if int8 and name == "torch":
+        return "FP32 (the checkpoint; the INT8 keyframe graph is onnxruntime's)"
     if name == "torch-cuda":
         precision, why = gpu_checks.gpu_precision(*gpu_checks.torch_gpu())
         return f"{precision.upper()}: {why}"
@@ -114,12 +119,12 @@ def select_backend(requested: str, manifest: Manifest) -> tuple[str, str]:
         why = unavailable_reason(requested, manifest)
         if why is not None:
             raise UserError(f"backend {requested} is not available here: {why}; try --backend auto")
-        return requested, f"asked for; {precision_note(requested)}"
+        return requested, f"asked for; {precision_note(requested, manifest)}"
     skipped = []
     for name in PREFERENCE:
         why = unavailable_reason(name, manifest)
         if why is None:
-            reason = f"best available; {precision_note(name)}" + (f" ({'; '.join(skipped)})" if skipped else "")
+            reason = f"best available; {precision_note(name, manifest)}" + (f" ({'; '.join(skipped)})" if skipped else "")
             return name, reason
         skipped.append(f"{name}: {why}")
     raise UserError("no backend can run here: " + "; ".join(skipped))

@@ -37,7 +37,7 @@ class OnnxRuntimeBackend(Backend):
             path = verify_file(manifest, entry, f"'{stage}' graph")
             count = plan.stage_threads.get(stage, 1) if plan is not None else threads
             spinning = plan.spinning if plan is not None else None
-            self.sessions[stage] = make_session(path, self.providers, count, spinning)
+            self.sessions[stage] = make_session(path, self.providers, count, spinning, entry.get("precision", "fp32"))
             self.input_names[stage] = [spec["name"] for spec in entry["inputs"]]
             self.output_names[stage] = entry["outputs"][0]["name"]
 
