@@ -30,6 +30,7 @@ from gsvnet.provenance import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
+CAMVID_TRAIN = REPO.parent / "shared" / "data" / "camvid" / "train"
 RESULTS = REPO / "benchmarks" / "results"
 CACHE = Path(os.environ.get("GSVNET_BENCH_CACHE", Path.home() / ".cache" / "gsvnet" / "bench-engines"))
 NETWORKS = ("keyframe", "flow", "intra", "guide")
@@ -65,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON and PNG go (default benchmarks/results)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 64x112 engines, 2 iterations, 6 frames, no sweeps (what CI runs)")
+    e2e = p.add_argument_group("end to end (--end-to-end): runtime.infer as users run it, video decoding and "
+                                "encoding included (benchmarks/end_to_end.py)")
+    e2e.add_argument("--end-to-end", action="store_true",
+                     help="instead of the tables above, time `python -m runtime.infer --out` on the real clip with its "
+                          "default flags, onnxruntime at every --intervals and PyTorch eager at --e2e-eager-intervals, "
+                          "interleaved; ratios against PyTorch eager at l = 1")
+    e2e.add_argument("--precisions", default="fp32,int8",
+                     help="onnxruntime engines to include (default fp32,int8; int8 needs --calibration)")
+    e2e.add_argument("--calibration", type=Path, default=CAMVID_TRAIN,
+                     help=f"real frames for the INT8 keyframe graph (default {CAMVID_TRAIN})")
+    e2e.add_argument("--e2e-eager-intervals", default="1,4", help="intervals for PyTorch eager (default 1,4; 1 is the baseline)")
+    e2e.add_argument("--e2e-frames", type=int, default=0, help="frames of the clip per run (default 0: all 221)")
+    e2e.add_argument("--e2e-repeats", type=int, default=2, help="runs of every configuration, interleaved (default 2)")
     return p
 
 
@@ -92,12 +106,15 @@ def device_slug(env: dict) -> str:
 
 # ---- inputs ----------------------------------------------------------------------------------
 
-def engines_for(size: tuple[int, int], checkpoint: Path | None, log: Callable[[str], None]) -> Path:
+def engines_for(size: tuple[int, int], checkpoint: Path | None, log: Callable[[str], None], precision: str = "fp32",
+                calibration: Path | None = None) -> Path:
     """Engines at ``size`` in the benchmark cache (built once, reused while up to date)."""
     from export.build_engines import build, build_parser as export_parser
 
-    out = CACHE / f"{size[0]}x{size[1]}"
+    out = CACHE / (f"{size[0]}x{size[1]}" + ("" if precision == "fp32" else f"-{precision}"))
     argv = ["--out", str(out), "--size", f"{size[0]}x{size[1]}", "--backend", "auto"]
+    if precision != "fp32":
+        argv += ["--precision", precision, "--calibration", str(calibration)]
     if checkpoint is not None:
         argv += ["--checkpoint", str(checkpoint)]
     build(export_parser().parse_args(argv), log=lambda m: log("  " + m))
@@ -370,7 +387,12 @@ def run(args: argparse.Namespace, log=print) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    run(args)
+    if args.end_to_end:
+        from benchmarks.end_to_end import run as run_end_to_end
+
+        run_end_to_end(args)
+    else:
+        run(args)
     return 0
 
 

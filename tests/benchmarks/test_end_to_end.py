@@ -1,0 +1,45 @@
+"""benchmarks.fps --end-to-end: runtime.infer processes as users run them, interleaved, with their load average."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import end_to_end, fps
+
+
+def _run(fps_value: float, load: float = 0.5) -> dict:
+    return {"fps": fps_value, "load_before": [load, 0, 0], "load_after": [load + 0.1, 0, 0]}
+
+
+def test_summary_is_the_median_per_interval_over_eager_per_frame():
+    raw = {"torch": {1: [_run(2.0), _run(2.4), _run(2.2)], 4: [_run(5.0)]},
+           "onnxruntime fp32": {1: [_run(6.0), _run(7.0)], 4: [_run(28.0), _run(30.0), _run(29.0, load=1.5)]}}
+    summary = end_to_end.summarise(raw)
+    assert summary["fps"]["torch"] == {"1": 2.2, "4": 5.0}
+    assert summary["fps"]["onnxruntime fp32"] == {"1": 6.5, "4": 29.0}
+    assert summary["vs_eager_per_frame"]["onnxruntime fp32"]["4"] == pytest.approx(29.0 / 2.2)
+    assert summary["vs_eager_per_frame"]["torch"]["4"] == pytest.approx(5.0 / 2.2)
+    assert summary["load_average_1min"] == {"min": 0.5, "max": 1.6}
+    table = end_to_end.report(summary)
+    assert "13.18x" in table and "1-minute load average around the runs: 0.50 .. 1.60" in table
+
+
+def test_quick_end_to_end_runs_runtime_infer_for_every_configuration(tmp_path, monkeypatch, real_clip):
+    monkeypatch.setattr(fps, "CACHE", tmp_path / "cache")
+    lines: list[str] = []
+    args = fps.build_parser().parse_args(["--end-to-end", "--quick", "--precisions", "fp32", "--out-dir", str(tmp_path / "out")])
+    result = end_to_end.run(args, log=lines.append)
+    assert [c["name"] for c in result["configs"]] == ["torch", "onnxruntime fp32"]
+    assert set(result["runs"]["torch"]) == {"1"} and set(result["runs"]["onnxruntime fp32"]) == {"1", "4"}
+    for per_l in result["runs"].values():
+        for runs in per_l.values():
+            (run,) = runs
+            assert run["frames"] == 8 and run["fps"] > 0 and len(run["load_before"]) == 3
+            assert "decode" in run["stages_ms"] and "write" in run["stages_ms"]  # video I/O was part of it
+    ort = result["runs"]["onnxruntime fp32"]["4"][0]
+    assert ort["keyframe_workers"] in (0, 2) and ort["threads"]["budget"] >= 1
+    written = sorted((tmp_path / "out").iterdir())
+    assert [p.suffix for p in written] == [".json", ".png"] and "-e2e-" in written[0].name
+    assert json.loads(written[0].read_text())["vs_eager_per_frame"]["onnxruntime fp32"]["1"] > 0
