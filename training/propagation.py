@@ -11,8 +11,8 @@ What is trained matches what is scored (python -m runtime.evaluate camvid-sequen
    The CamVid val sequence is never trained on: its first half selects the model.
 2. Flow pre-training: L1 to DIS on the clips and to the exact flow of the ego-motion sequences
    (backward flow in 1/8-grid pixels).
-3. Intra pre-training: the intra net alone against the teacher on the current frame, so the
-   intra candidate starts useful instead of dying.
+3. Intra pre-training: the intra net alone, against the teacher on clip frames and the ground
+   truth of CamVid train images, so the intra candidate starts useful instead of dying.
 4. End to end over l ~ U{1..max-interval} steps from a keyframe: at every step the scores are
    upsampled to the frame size and scored by class-balanced KL to the teacher's softmax (clips)
    or class-balanced cross-entropy to the ground truth (synthetic). The guiding and intra nets
@@ -123,17 +123,18 @@ def set_training(model: GSVNet) -> None:
 
 
 class Objective:
-    """Class-balanced losses on scores upsampled to the frame size."""
+    """Class-balanced losses on upsampled scores: KL to a teacher at ``kl_scale`` x the 1/8 grid,
+    cross-entropy at the ground truth's resolution."""
 
-    def __init__(self, class_weights: torch.Tensor, align_corners: bool) -> None:
-        self.weights, self.align_corners = class_weights, align_corners
+    def __init__(self, class_weights: torch.Tensor, align_corners: bool, kl_scale: int = 4) -> None:
+        self.weights, self.align_corners, self.kl_scale = class_weights, align_corners, kl_scale
 
     def _up(self, scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return ops.resize(scores.float(), size, self.align_corners)
 
     def kl(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        """KL(teacher softmax || student softmax) per pixel at 8x the grid, weighted by the teacher's class."""
-        size = (8 * student.shape[-2], 8 * student.shape[-1])
+        """KL(teacher softmax || student softmax) per pixel at kl_scale x the grid, weighted by the teacher's class."""
+        size = (self.kl_scale * student.shape[-2], self.kl_scale * student.shape[-1])
         log_p = F.log_softmax(self._up(student, size), dim=1)
         target = self._up(teacher, size)
         q = F.softmax(target, dim=1)
@@ -206,22 +207,27 @@ def pretrain_flow(model: GSVNet, clips: list[PreparedClip], stills: list[Labelle
     return losses
 
 
-def pretrain_intra(model: GSVNet, clips: list[PreparedClip], objective: Objective, args: argparse.Namespace,
-                   rng: np.random.Generator) -> list[float]:
-    """The intra net alone: its scores on a frame against the teacher's on the same frame."""
+def pretrain_intra(model: GSVNet, clips: list[PreparedClip], stills: list[LabelledFrame], objective: Objective,
+                   args: argparse.Namespace, rng: np.random.Generator) -> list[float]:
+    """The intra net alone on single frames: against the teacher on the clips, and against the
+    ground truth on CamVid train images (a fraction --synthetic of the steps)."""
     optimizer = make_optimizer(args.optimizer, model.intra.parameters(), args.intra_lr, args.weight_decay)
     losses = []
     set_training(model)
     bar = tqdm(range(args.intra_steps), desc="intra pre-training", mininterval=1 if sys.stderr.isatty() else 30)
     for step in bar:
         set_lr(optimizer, poly_lr(args.intra_lr, step, args.intra_steps, warmup_steps=50))
-        batch = clip_batch(clips, 0, args, rng)
-        loss = objective.kl(model.intra_scores(batch["small"][:, 0]), batch["scores"][:, 0])
+        if stills and rng.random() < args.synthetic:
+            batch = synthetic_batch(model, stills, 0, args, rng, keyframe=False)
+            loss = objective.ce(model.intra_scores(batch["small"][:, 0]), batch["labels"][:, 0])
+        else:
+            batch = clip_batch(clips, 0, args, rng)
+            loss = objective.kl(model.intra_scores(batch["small"][:, 0]), batch["scores"][:, 0])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-        bar.set_postfix(kl=f"{np.mean(losses[-50:]):.3f}", refresh=False)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", refresh=False)
     return losses
 
 
@@ -307,9 +313,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--synthetic", type=float, default=0.5, help="fraction of end-to-end batches from CamVid ego-motion (ground truth)")
     p.add_argument("--flow-steps", type=int, default=3000, help="flow pre-training steps against DIS (0: none)")
     p.add_argument("--flow-from", default=None, help="start the flow net from this checkpoint's (e.g. the full variant's final.pt)")
-    p.add_argument("--intra-steps", type=int, default=1000, help="intra pre-training steps against the teacher (0: none)")
-    p.add_argument("--steps", type=int, default=3000, help="end-to-end steps")
+    p.add_argument("--intra-steps", type=int, default=1000, help="intra pre-training steps (teacher on clips, ground truth on CamVid train; 0: none)")
+    p.add_argument("--steps", type=int, default=1500, help="end-to-end steps")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per step")
+    p.add_argument("--kl-scale", type=int, default=4, help="the KL to the teacher is taken on scores upsampled this many "
+                   "times from the 1/8 grid (8: the frame size)")
     p.add_argument("--max-interval", type=int, default=5, help="propagation length l is drawn from 1..max-interval")
     p.add_argument("--crop-fraction", type=float, default=0.75, help="crop of a clip's 1/8 grid per sequence (paper: 3/4)")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"), help="optimiser")
@@ -318,7 +326,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flow-lr", type=float, default=2e-3, help="flow pre-training peak learning rate")
     p.add_argument("--intra-lr", type=float, default=2e-3, help="intra pre-training peak learning rate")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
-    p.add_argument("--eval-every", type=int, default=250, help="selection-half evaluation every N end-to-end steps")
+    p.add_argument("--eval-every", type=int, default=150, help="selection-half evaluation every N end-to-end steps")
     p.add_argument("--cache-dir", default=None, help="where prepared clips are cached (default: OUT)")
     p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each clip (smoke tests)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N CamVid images of each split (smoke tests)")
@@ -353,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_stills = load_split(args.camvid, "train", args.limit)
     stills = train_stills if args.synthetic > 0 else []
     frequencies = class_frequencies([f.label for f in train_stills], NUM_CLASSES)
-    objective = Objective(torch.from_numpy(enet_weights(frequencies)), model.align_corners)
+    objective = Objective(torch.from_numpy(enet_weights(frequencies)), model.align_corners, args.kl_scale)
     selection = SelectionSet.prepare(model, load_split(args.camvid, "val", args.limit), tuple(args.synthetic_size),
                                      args.max_interval, "first")
 
@@ -364,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
     flow_losses = pretrain_flow(model, clips, stills, args, rng) if args.flow_steps else []
     flow_check = heldout_flow_l1(model, held_clips)
     print(f"held-out flow L1 to DIS: flow net {flow_check['flow_net']:.3f}, zero flow {flow_check['zero_flow']:.3f} grid px", flush=True)
-    intra_losses = pretrain_intra(model, clips, objective, args, rng) if args.intra_steps and args.variant == "full" else []
+    intra_losses = pretrain_intra(model, clips, stills, objective, args, rng) if args.intra_steps and args.variant == "full" else []
     init_guide(model)
     result = train_end_to_end(model, clips, stills, objective, selection, args, rng, out)
 
