@@ -50,6 +50,19 @@ def atomic_torch_save(obj: object, path: str | os.PathLike) -> Path:
     return path
 
 
+def load_weights_only(path: Path, foreign: str, allowed: tuple[type, ...] = ()) -> object:
+    """``torch.load`` that never executes code: tensors, plain data and the ``allowed`` classes.
+    Errors become one-line CheckpointErrors; ``foreign`` says what to do with a file holding other objects."""
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path} holds objects other than tensors and plain data, which are never unpickled "
+                              f"({str(e).splitlines()[0][:120]}); {foreign}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is truncated or corrupt ({str(e).splitlines()[0][:120]}); re-download or re-save it") from None
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Read and validate the file's structure (not yet whether it fits a model)."""
     path = Path(path)
@@ -57,13 +70,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint path is not a file: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path} is not a GSVNet checkpoint: it holds objects other than tensors and plain data, "
-                              f"which are never unpickled ({str(e).splitlines()[0][:120]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is truncated or corrupt ({str(e).splitlines()[0][:120]}); re-download or re-save it") from None
+    payload = load_weights_only(path, "it is not a GSVNet checkpoint (save one with gsvnet.checkpoint.save_checkpoint)")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a GSVNet checkpoint (no '{FORMAT}' marker); "
                               "convert other checkpoints with gsvnet.official or save one with gsvnet.checkpoint.save_checkpoint")

@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
-from .checkpoint import CheckpointError, check_state_dict_fits
+from .checkpoint import CheckpointError, check_state_dict_fits, load_weights_only
 
 # ours[j] = official[OFFICIAL_GUIDE_ROWS[j]] for radius 1: 9 shifts row-major, intra, null
 OFFICIAL_GUIDE_ROWS = [1, 2, 3, 4, 0, 5, 6, 7, 8, 10, 9]
@@ -172,14 +170,7 @@ def read_official_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"official checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path} holds objects other than tensors and plain data, which are never unpickled "
-                              f"({str(e).splitlines()[0][:160]}); re-save just its state dicts with torch.save") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is truncated or corrupt ({str(e).splitlines()[0][:120]})") from None
+    payload = load_weights_only(path, "re-save just its state dicts with torch.save", (argparse.Namespace,))
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} does not hold a state dict or a checkpoint dict")
     return payload
