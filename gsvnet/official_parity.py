@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import GSVNet, GSVNetConfig
-from .official import load_official, map_bisenet, map_swiftnet, model_from_official_files
+from .checkpoint import CheckpointError
+from .official import (FLOW_KEY, PROPAGATION_KEY, load_official, map_bisenet, map_swiftnet, model_from_official_files,
+                       read_official_file, strip_module)
 
 
 @contextlib.contextmanager
@@ -105,8 +107,9 @@ def keyframe_parity(net: str, generator: torch.Generator, size: tuple[int, int])
     return errors(got, expected)
 
 
-def official_propagation(repo_state: dict | None, generator: torch.Generator) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """(flow net, motion compensation, End2End(GuidedSpatiallyVaryingConv)) from the official code."""
+def official_propagation(files: tuple[Path, ...] | None, generator: torch.Generator) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """(flow net, motion compensation, End2End(GuidedSpatiallyVaryingConv)) from the official code,
+    with random weights or those of the official files (KEYFRAME, PROPAGATION[, FLOW])."""
     gsv = importlib.import_module("model.gsv.network")
     flownet = importlib.import_module("model.flownet.networks")
     mc = importlib.import_module("model.warp.mc_mod")
@@ -114,14 +117,16 @@ def official_propagation(repo_state: dict | None, generator: torch.Generator) ->
     flow = flownet.FlowLight(nn.BatchNorm2d)
     network = end2end.End2End(gsv.GuidedSpatiallyVaryingConv(freeze_bn=False, in_class=19, out_class=19, num_filter=32,
                                                              batch_norm=nn.BatchNorm2d, is_train_filter=False))
-    if repo_state is None:
+    if files is None:
         randomize(flow, generator)
         randomize(network, generator)
         with torch.no_grad():  # keep most guiding weights alive, as a trained net's are
             network.grm.guide.guide_decoder[1].bias.add_(1.0)
     else:
-        network.load_state_dict({k.removeprefix("module."): v for k, v in repo_state["state_dict"].items()})
-        flow.load_state_dict({k.removeprefix("module."): v for k, v in repo_state["state_dict_of"].items()})
+        prop = read_official_file(files[1])
+        flow_source = read_official_file(files[2]) if len(files) > 2 else prop
+        network.load_state_dict(strip_module(prop[PROPAGATION_KEY]))
+        flow.load_state_dict(strip_module(flow_source.get(FLOW_KEY, flow_source)))
     return flow.eval(), mc.MC_Module_Batch(train_noise_sigma=False, eval_noise_sigma=False).eval(), network.eval()
 
 
@@ -134,12 +139,11 @@ def smooth_frames(generator: torch.Generator, steps: int, size: tuple[int, int])
 
 
 def propagation_parity(generator: torch.Generator, steps: int, size: tuple[int, int],
-                       files: tuple[Path, Path] | None = None, net: str = "swiftnet_r18") -> list[dict]:
+                       files: tuple[Path, ...] | None = None, net: str = "swiftnet_r18") -> list[dict]:
     """Per step: errors of ``GSVNet.propagate`` vs the official loop (trainer/gsvnet_trainer.py forward)."""
-    repo_state = torch.load(files[1], map_location="cpu", weights_only=False) if files else None
-    flow, mc, network = official_propagation(repo_state, generator)
+    flow, mc, network = official_propagation(files, generator)
     if files:
-        ours = model_from_official_files(net, files[0], files[1])
+        ours = model_from_official_files(net, *files)
     else:
         ours = GSVNet(GSVNetConfig(keyframe_net=net, num_classes=19, radius=1)).eval()
         load_official(ours, flow=flow.state_dict(), guided_conv=network.state_dict())
@@ -164,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--official-repo", required=True, type=Path, help="a copy of github.com/robert80203/GSVNet (kept outside this project)")
     p.add_argument("--keyframe", type=Path, default=None, help="official keyframe weights (with --propagation: use the real files)")
     p.add_argument("--propagation", type=Path, default=None, help="official GSVNet training checkpoint (state_dict + state_dict_of)")
+    p.add_argument("--flow", type=Path, default=None, help="the official flow net's file, if not inside --propagation")
     p.add_argument("--net", default="swiftnet_r18", choices=("swiftnet_r18", "bisenet_r18"), help="keyframe net of the files")
     p.add_argument("--steps", type=int, default=5, help="propagation steps after the keyframe")
     p.add_argument("--size", type=int, nargs=2, default=(64, 128), metavar=("h", "w"), help="1/8 grid (multiples of 4)")
@@ -179,11 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         print("error: pass both --keyframe and --propagation (the official files), or neither (random weights)")
         return 2
     generator = torch.Generator().manual_seed(args.seed)
-    files = (args.keyframe, args.propagation) if args.keyframe else None
-    with official_runtime(args.official_repo.resolve()):
-        report = {"keyframe": {} if files else {net: keyframe_parity(net, generator, (96, 192))
-                                                for net in ("swiftnet_r18", "bisenet_r18")},
-                  "propagation": propagation_parity(generator, args.steps, tuple(args.size), files, args.net)}
+    files = tuple(f for f in (args.keyframe, args.propagation, args.flow) if f is not None) if args.keyframe else None
+    try:
+        with official_runtime(args.official_repo.resolve()):
+            report = {"keyframe": {} if files else {net: keyframe_parity(net, generator, (96, 192))
+                                                    for net in ("swiftnet_r18", "bisenet_r18")},
+                      "propagation": propagation_parity(generator, args.steps, tuple(args.size), files, args.net)}
+    except CheckpointError as e:
+        print(f"error: {e}")
+        return 2
     ok = True
     for net, r in report["keyframe"].items():
         good = "error" not in r and r["max_rel"] <= args.rtol

@@ -31,6 +31,8 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import UserError
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "torch-reference"
 
@@ -43,7 +45,7 @@ def default_checkpoint() -> Path | None:
 
 
 def load_model(checkpoint: str | Path, variant: str = "full"):
-    """The checkpoint as a GSVNet of ``variant`` (training.variants), FP32, eval mode."""
+    """The checkpoint as a GSVNet of ``variant`` (gsvnet.variants), FP32, eval mode."""
     from gsvnet.checkpoint import read_checkpoint
     from gsvnet import GSVNetConfig
     from gsvnet.variants import build_variant
@@ -63,7 +65,7 @@ class Runner:
 
 def make_stepper(args: argparse.Namespace, checkpoint: str | Path, variant: str = "full") -> Runner:
     """The default backend and every variant other than ``full`` run the PyTorch reference
-    through ``training.torch_stepper.TorchStepper``; otherwise a ``runtime.backends`` backend runs
+    through ``gsvnet.stepper.TorchStepper``; otherwise a ``runtime.backends`` backend runs
     the engines in ``--engines`` at their frame size."""
     if args.backend == REFERENCE or variant != "full":
         import torch
@@ -87,7 +89,7 @@ def engines_manifest(args: argparse.Namespace):
     from export.manifest import load_manifest
 
     if args.engines is None:
-        sys.exit(f"--backend {args.backend} runs built engines: give --engines DIR (see python -m export.build_engines)")
+        raise UserError(f"--backend {args.backend} runs built engines: give --engines DIR (see python -m export.build_engines)")
     return load_manifest(args.engines)
 
 
@@ -171,7 +173,7 @@ def evaluate_camvid_sequence(args: argparse.Namespace) -> dict:
     half = sequence_half(list(range(len(frames))), args.half)
     targets = [t for t in half if t >= args.max_distance]
     if not targets:
-        sys.exit(f"the {args.half} half of {args.data}/val has no frame with {args.max_distance} frames before it")
+        raise UserError(f"the {args.half} half of {args.data}/val has no frame with {args.max_distance} frames before it")
     target_set = set(targets)
     rows = propagation_rows(args, main_runner, lambda t: resize_frame(frames[t].image, size),
                             lambda t: frames[t].label if t in target_set else None,
@@ -219,14 +221,14 @@ def evaluate_cityscapes(args: argparse.Namespace) -> dict:
     snippets, skipped = find_snippets(args.root, args.split, args.max_distance)
     snippets = snippets[: args.limit] if args.limit else snippets
     if not snippets:
-        sys.exit(f"no complete Cityscapes snippets under {args.root} ({len(skipped)} skipped)")
+        raise UserError(f"no complete Cityscapes snippets under {args.root} ({len(skipped)} skipped)")
     distances = list(range(0, args.max_distance + 1))
     cms = None
     for snippet in snippets:
         truth = read_train_ids(snippet)
         size = fixed or tuple(truth.shape)
         if size[0] % 8 or size[1] % 8:
-            sys.exit(f"Cityscapes frames must be multiples of 8 (got {size}); pass a backend with a fixed size")
+            raise UserError(f"Cityscapes frames must be multiples of 8 (got {size}); pass a backend with a fixed size")
         keyframes = [snippet.frame - d for d in distances]
         cms = distance_confusions(stepper, lambda t: resize_frame(read_image(snippet.image_path(t)), size),
                                   lambda t: truth if t == snippet.frame else None, keyframes, distances,
@@ -341,5 +343,18 @@ def main(argv: list[str] | None = None) -> dict:
     return section
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``main`` for the command line: user errors (data, engines, checkpoint, backend) as one line, exit 2."""
+    from export.manifest import ManifestError
+    from gsvnet.checkpoint import CheckpointError
+
+    try:
+        main(argv)
+    except (UserError, ManifestError, CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -25,7 +25,9 @@ import argparse
 import hashlib
 import io
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -67,19 +69,30 @@ def pack(run: Path, to: Path, part_mb: float = 45.0) -> dict:
     torch.save(payload, blob)
     data = blob.getvalue()
     size = max(1, int(part_mb * 2**20))
-    to.mkdir(parents=True, exist_ok=True)
-    for old in to.glob("part-*"):
-        old.unlink()
-    parts = []
-    for i in range(0, len(data), size):
-        name = f"part-{i // size:03d}"
-        (to / name).write_bytes(data[i : i + size])
-        parts.append({"file": name, "sha256": hashlib.sha256(data[i : i + size]).hexdigest()})
-    state = payload["state"]
-    manifest = {"format": "gsvnet-training-carry", "version": 1, "parts": parts, "sha256": hashlib.sha256(data).hexdigest(),
-                "bytes": len(data), "epoch": state["epoch"], "step": state["step"], "best": state["best"],
-                "args": state["args"]}
-    (to / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+    to.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
+    try:
+        parts = []
+        for i in range(0, len(data), size):
+            name = f"part-{i // size:03d}"
+            (staging / name).write_bytes(data[i : i + size])
+            parts.append({"file": name, "sha256": hashlib.sha256(data[i : i + size]).hexdigest()})
+        state = payload["state"]
+        manifest = {"format": "gsvnet-training-carry", "version": 1, "parts": parts, "sha256": hashlib.sha256(data).hexdigest(),
+                    "bytes": len(data), "epoch": state["epoch"], "step": state["step"], "best": state["best"],
+                    "args": state["args"]}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+        # swap the complete new folder in: an interrupted pack leaves the previous one intact
+        old = to.with_name(f".{to.name}.old") if to.exists() else None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+            to.rename(old)
+        staging.rename(to)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return manifest
 
 
@@ -101,7 +114,7 @@ def unpack(source: Path, run: Path) -> dict:
     data = b"".join(chunks)
     if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
         raise SystemExit(f"error: the parts in {source} do not join to the packed state; re-pack it")
-    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)  # tensors and plain data only
     atomic_torch_save(_expanded_state(payload["state"]), run / STATE_NAME)
     if "best" in payload:
         atomic_torch_save(payload["best"], run / BEST_NAME)

@@ -51,18 +51,26 @@ def sequence(image: np.ndarray, label: np.ndarray, length: int, size: tuple[int,
     return np.stack(images), np.stack(labels), np.stack(matrices)
 
 
-def grid_flows(matrices: np.ndarray, size: tuple[int, int], factor: int = 8) -> np.ndarray:
+def grid_flows(matrices: np.ndarray, size: tuple[int, int], factor: int = 8, align_corners: bool = False) -> np.ndarray:
     """Exact backward flow of a synthetic sequence on the 1/``factor`` grid: float32 [L+1,2,h,w],
     flow[k](p) = where the point seen at grid pixel p of frame k was in frame k-1, minus p, in
-    grid pixels (channel 0 = x); flow[0] = 0. Grid pixel (i, j) is the 8x8 block whose centre is
-    at frame pixel (8j + 3.5, 8i + 3.5), the point its area average represents."""
-    h, w = size[0] // factor, size[1] // factor
-    ys, xs = np.meshgrid(factor * np.arange(h) + (factor - 1) / 2, factor * np.arange(w) + (factor - 1) / 2, indexing="ij")
+    grid pixels (channel 0 = x); flow[0] = 0. Grid pixel (i, j) stands for the frame point its
+    1/8 frame samples: the 8x8 block centre (8j + 3.5, 8i + 3.5) for the area downsample, or
+    (j (W-1)/(w-1), i (H-1)/(h-1)) for the official point-sampling one (``align_corners``)."""
+    height, width = size
+    h, w = height // factor, width // factor
+    if align_corners:
+        sy, sx = (height - 1) / (h - 1), (width - 1) / (w - 1)
+        ys, xs = np.meshgrid(sy * np.arange(h), sx * np.arange(w), indexing="ij")
+    else:
+        sy = sx = float(factor)
+        ys, xs = np.meshgrid(factor * np.arange(h) + (factor - 1) / 2, factor * np.arange(w) + (factor - 1) / 2, indexing="ij")
     points = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])  # [3, h*w] frame pixels
     out = np.zeros((len(matrices), 2, h, w), np.float32)
     full = lambda m: np.vstack([m, [0.0, 0.0, 1.0]])  # noqa: E731
     for k in range(1, len(matrices)):
         to_previous = full(matrices[k - 1]) @ np.linalg.inv(full(matrices[k]))
         moved = (to_previous @ points)[:2] - points[:2]
-        out[k] = (moved / factor).reshape(2, h, w)
+        out[k, 0] = (moved[0] / sx).reshape(h, w)
+        out[k, 1] = (moved[1] / sy).reshape(h, w)
     return out

@@ -152,7 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed for torch and the per-epoch numpy generators")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda or cuda:N")
-    p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
+    p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16"),
                    help="mixed precision of the forward pass: auto = bfloat16 where the CPU/GPU has it natively, else off")
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
                    help="channels-last layout (auto: on with --amp bf16 on the CPU and on GPUs)")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {"bf16": torch.bfloat16}  # no fp16: it would need loss scaling, and bf16 does not
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
@@ -24,15 +24,15 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
 
 def pick_amp(name: str, device: torch.device) -> torch.dtype | None:
     """``auto``: bfloat16 where the device computes it natively (CPU flags, or a GPU that supports it),
-    else None (FP32); ``off`` -> None; ``bf16``/``fp16`` as asked (fp16 only on a GPU)."""
+    else None (FP32); ``off`` -> None; ``bf16`` as asked."""
     if name == "off":
         return None
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
         return torch.bfloat16 if cpu_has_native_bf16() else None
-    if name == "fp16" and device.type != "cuda":
-        raise SystemExit("error: --amp fp16 needs a CUDA device (CPU autocast runs bfloat16); use --amp bf16 or off")
+    if name not in AMP_DTYPES:
+        raise SystemExit(f"error: --amp {name} is not supported; use auto, bf16 or off")
     return AMP_DTYPES[name]
 
 

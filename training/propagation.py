@@ -19,9 +19,10 @@ What is trained matches what is scored (python -m runtime.evaluate camvid-sequen
    learn at --lr, the flow net at --flow-lr-e2e (0: frozen), like the official 0.04 vs 1e-4.
    The guiding net starts with every candidate alive (BatchNorm gain 1, positive biases, the
    unshifted candidate largest); candidate shares are logged and a dead one is reported.
-5. Every --eval-every steps: the ground-truth protocol on the first half of the val sequence for
-   GSVNet and the warp-only baseline (same flow net); OUT/final.pt keeps the best step by the
-   mean of D(1..4). OUT/summary.json holds the selection history and the shares.
+5. Before the first update and after every --eval-every updates (and the last): the ground-truth
+   protocol on the first half of the val sequence for GSVNet and the warp-only baseline (same
+   flow net); OUT/final.pt keeps the best by the mean of D(1..4). OUT/summary.json holds the
+   selection history and the candidates' weight shares.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def prepare_clip(model: GSVNet, video: str | Path, size: tuple[int, int], cache:
 
 def propagate_with_flow(model: GSVNet, prev_scores: torch.Tensor, prev_small: torch.Tensor,
                         small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``model.propagate`` through its stage methods, also returning the flow and the guiding weights."""
+    """``GSVNet.propagate`` through its stage methods, also returning the flow and the guiding weights.
+    Only the full and no_intra variants are trained, and neither overrides ``propagate``."""
     flow = model.estimate_flow(small, prev_small)
     warped = model.warp(prev_scores, flow)
     intra = model.intra_scores(small)
@@ -167,7 +169,7 @@ def synthetic_batch(model: GSVNet, stills: list[LabelledFrame], length: int, arg
     images, labels, flows = [], [], []
     for i in rng.integers(0, len(stills), size=args.batch_size):
         frames, truth, matrices = egomotion_sequence(stills[i].image, stills[i].label, length, size, VOID, rng)
-        flow = grid_flows(matrices, size)
+        flow = grid_flows(matrices, size, align_corners=model.align_corners)
         if rng.random() < 0.5:  # mirror: x flips, and so does the x component of the flow
             frames, truth, flow = frames[..., ::-1, :], truth[..., ::-1], flow[..., ::-1].copy()
             flow[:, 0] = -flow[:, 0]
@@ -253,17 +255,22 @@ def train_end_to_end(model: GSVNet, clips: list[PreparedClip], stills: list[Labe
     optimizer = make_optimizer(args.optimizer, groups, args.lr, args.weight_decay)
     peaks = [g["lr"] for g in optimizer.param_groups]
     history, best, losses, shares = [], None, [], []
+
+    def score(done: int) -> None:
+        """Selection record after ``done`` updates; OUT/final.pt keeps the best."""
+        nonlocal best, shares
+        record = selection_record(model, selection, args, done, shares)
+        history.append(record)
+        if best is None or record["score"] > best["score"]:
+            best = record
+            save_checkpoint(out / "final.pt", model, {"stage": "propagation", "variant": args.variant, "selection": record})
+        tqdm.write(f"step {done}: selection-half D(1..4) gsvnet {100 * record['score']:.2f} vs warp only "
+                   f"{100 * record['warp_score']:.2f} (best {100 * best['score']:.2f} at step {best['step']})", file=sys.stderr)
+        shares = []
+
+    score(0)
     bar = tqdm(range(args.steps), desc="end to end", mininterval=1 if sys.stderr.isatty() else 30)
     for step in bar:
-        if step % args.eval_every == 0 or step == args.steps - 1:
-            record = selection_record(model, selection, args, step, shares)
-            history.append(record)
-            if best is None or record["score"] > best["score"]:
-                best = record
-                save_checkpoint(out / "final.pt", model, {"stage": "propagation", "variant": args.variant, "selection": record})
-            tqdm.write(f"step {step}: selection-half D(1..4) gsvnet {100 * record['score']:.2f} vs warp only "
-                       f"{100 * record['warp_score']:.2f} (best {100 * best['score']:.2f} at step {best['step']})", file=sys.stderr)
-            shares = []
         set_training(model)
         for group, peak in zip(optimizer.param_groups, peaks):
             group["lr"] = poly_lr(peak, step, args.steps, warmup_steps=50)
@@ -276,6 +283,8 @@ def train_end_to_end(model: GSVNet, clips: list[PreparedClip], stills: list[Labe
         optimizer.step()
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", l=length, refresh=False)
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            score(step + 1)
     return {"history": history, "best": best, "final_loss": float(np.mean(losses[-100:])) if losses else None}
 
 

@@ -57,6 +57,9 @@ class SelectionSet:
         frames = list(val)
         indices = sequence_half(list(range(len(frames))), half)
         targets = [t for t in indices if t >= max_distance]
+        if not targets:
+            raise SystemExit(f"error: the {half} half of the val sequence ({len(indices)} frames) has no frame with "
+                             f"{max_distance} frames before it; use a longer sequence or a smaller --max-interval")
         images = np.stack([resize_frame(f.image, size) for f in frames[: targets[-1] + 1]])
         small, scores = keyframe_scores(model, images)
         return cls(frames, small, scores, targets)

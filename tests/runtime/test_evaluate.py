@@ -226,3 +226,16 @@ def test_evaluate_through_a_runtime_backend(tmp_path, rng, engines):
     # the engines' size, not the labels', and the backend: never overwrites the reference's section
     assert key == f"camvid_{result['frame_size'][0]}x{result['frame_size'][1]}_onnxruntime"
     assert "onnxruntime" in result["backend"] and result["label_size"] == [64, 80]
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path):
+    from tests.conftest import run_module
+
+    missing = run_module("runtime.evaluate", "camvid", "--data", str(tmp_path / "nowhere"), "--json", "")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: CamVid split 'test' not found")
+    assert "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
+    engines = run_module("runtime.evaluate", "camvid", "--backend", "onnxruntime", "--engines", str(tmp_path / "none"),
+                         "--json", "")
+    assert engines.returncode == 2 and engines.stderr.startswith("error: ") and "Traceback" not in engines.stderr
+    checkpoint = run_module("runtime.evaluate", "camvid-sequence", "--checkpoint", str(tmp_path / "x.pt"), "--json", "")
+    assert checkpoint.returncode == 2 and "checkpoint not found" in checkpoint.stderr

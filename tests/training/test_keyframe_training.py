@@ -93,8 +93,11 @@ def test_carry_packs_and_restores_a_run_across_machines(tmp_path, rng):
     root = write_camvid_tree(tmp_path / "cv", rng, {"train": 4, "val": 4})
     straight = run_keyframe(root, tmp_path / "a", "--epochs", "2", "--threads", "1")
     run_keyframe(root, tmp_path / "b", "--epochs", "2", "--max-steps", "2", "--threads", "1")
-    manifest = carry.pack(tmp_path / "b", tmp_path / "carried", part_mb=0.2)
+    carry.pack(tmp_path / "b", tmp_path / "carried", part_mb=0.1)
+    manifest = carry.pack(tmp_path / "b", tmp_path / "carried", part_mb=0.2)  # packing again replaces the folder whole
     assert len(manifest["parts"]) > 1 and manifest["epoch"] == 1
+    assert sorted(p.name for p in (tmp_path / "carried").iterdir()) == sorted([*(p["file"] for p in manifest["parts"]), "carry.json"])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".carried")]
     assert carry.unpack(tmp_path / "carried", tmp_path / "c")["step"] == 2
     before = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
     after = torch.load(tmp_path / "c" / "last.pt", weights_only=False)

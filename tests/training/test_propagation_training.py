@@ -67,6 +67,12 @@ def test_exact_flow_warps_one_synthetic_frame_onto_the_next(rng):
     err_hold = (small[1:2] - small[2:3])[inner].abs().mean()
     assert flow[2].abs().max() > 0.5 and err_flow < 0.35 * err_hold, (err_flow, err_hold)
     assert torch.equal(flow[0], torch.zeros_like(flow[0]))
+    # the official point-sampled 1/8 frames (align_corners): the same check with their own flow
+    corners = torch.from_numpy(grid_flows(matrices, (192, 256), align_corners=True))
+    small = ops.resize(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), (24, 32), align_corners=True)
+    err_corners = (ops.warp_by_flow(small[1:2], corners[2:3]) - small[2:3])[inner].abs().mean()
+    assert err_corners < 0.35 * (small[1:2] - small[2:3])[inner].abs().mean()
+    assert not torch.allclose(corners, flow)
 
 
 def test_objective_kl_is_zero_on_the_teacher_and_weighs_classes():
@@ -116,9 +122,9 @@ def test_end_to_end_training_on_a_tiny_clip(tmp_path, rng):
     # flow pre-training learned the motion (8 px/frame = 1 grid px): well below zero flow on held-out frames
     check = summary["heldout_flow_l1_after_pretraining"]
     assert check["flow_net"] < 0.7 * check["zero_flow"], check
-    # selection: evaluated at steps 0, 3 and the last; final.pt is the best of them on the selection half
+    # selection: before training, after 3 updates and after the last; final.pt is the best of them
     history = summary["selection_history"]
-    assert [h["step"] for h in history] == [0, 3, 5]
+    assert [h["step"] for h in history] == [0, 3, 6]
     assert meta["selection"]["score"] == max(h["score"] for h in history) == summary["selected"]["score"]
     assert set(history[-1]["gsvnet"]["miou_by_distance"]) == {"0", "1", "2", "3"}
     assert json.loads((tmp_path / "p" / "summary.json").read_text())["variant"] == "full"
