@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .build_errors import TENSORRT_MISSING, BuildError
+from .build_errors import TENSORRT_MISSING, BuildError, first_line
 from .casts import uint8_casts_from_float
 from .custom_ops import custom_op_transform
 from .engine_compat import (ENGINE_STAGES, TensorRTEnvironment, engine_stale_reason, plugin_sources_sha256,
@@ -120,7 +120,7 @@ def _tensorrt() -> Any:
     try:
         import tensorrt as trt
     except Exception as e:  # ImportError, or the bindings wheel without its libraries (OSError)
-        raise BuildError(f"{TENSORRT_MISSING} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise BuildError(f"{TENSORRT_MISSING} ({first_line(e)})") from None
     return trt
 
 
@@ -214,7 +214,7 @@ def _build_engine(trt: Any, folder: Path, stage: str, graph: Mapping, request: M
                                   profiling_verbosity=trt.ProfilingVerbosity.DETAILED)  # the inspector lists layer types
             blob = EngineBytesFromNetwork(network, config=config, save_timing_cache=str(timing_cache))()
     except PolygraphyException as e:
-        raise BuildError(f"TensorRT could not build the '{stage}' engine: {str(e).splitlines()[0]}") from None
+        raise BuildError(f"TensorRT could not build the '{stage}' engine: {first_line(str(e))}") from None
     path = folder / f"{stage}.engine"
     sha = _write_atomic(path, blob)
     plugins = None
@@ -246,8 +246,7 @@ def register_plugins(trt: Any) -> tuple[str, str]:
     try:
         tensorrt_plugins.register()
     except Exception as e:  # ImportError (no tensorrt.plugin), ValueError (the plugin schema), ...
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise BuildError(f"TensorRT {trt.__version__} did not accept the gsvnet plugins ({type(e).__name__}: {first}); "
+        raise BuildError(f"TensorRT {trt.__version__} did not accept the gsvnet plugins ({first_line(e)}); "
                          "use TensorRT >= 10.9, or export plain graphs with --custom-ops none") from None
     return plugin_sources_sha256(), _plugin_mode(trt)
 
@@ -272,7 +271,7 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
     try:
         env = current_environment()
     except Exception as e:
-        raise BuildError(f"no usable CUDA GPU for TensorRT ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+        raise BuildError(f"no usable CUDA GPU for TensorRT ({first_line(e)}); "
                      "build engines on the machine that will run them, or use --backend onnx") from None
     if tensorrt_unsupported_reason(env.compute_capability, env.gpu):
         raise BuildError(tensorrt_unsupported_reason(env.compute_capability, env.gpu))

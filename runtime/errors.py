@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from export.build_errors import first_line  # noqa: F401  (one formatter for every layer; export is below runtime)
+
 
 class UserError(RuntimeError):
     """Something the user can fix; printed as one line, exits with ``exit_code``."""

@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from runtime.errors import first_line
+
 from .plan import Check, Machine, Outcome
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,11 +29,6 @@ CLIP_SIZE = (544, 960)  # the clip's 540x960 rounded up to multiples of 8
 CLIP_FRAMES, INTERVAL = 16, 4
 AGREEMENT = 0.99  # labels that must agree with the reference
 TOL = {"float32": 1e-5, "float16": 2e-3}  # max |gpu - cpu| / max |cpu|, as tests/plugins
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 # ---- the machine ---------------------------------------------------------------------------------
@@ -303,6 +300,6 @@ def run(check: Check, ctx: Context, machine: Machine) -> Outcome:
     try:
         outcome = RUNNERS[check.name](ctx, check, machine)
     except Exception as e:  # one check failing must not stop the others
-        outcome = Outcome(check.name, "fail", _first_line(e))
+        outcome = Outcome(check.name, "fail", first_line(e))
     outcome.seconds = round(time.perf_counter() - started, 1)
     return outcome

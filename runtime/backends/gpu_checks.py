@@ -11,13 +11,10 @@
 
 from __future__ import annotations
 
+from ..errors import first_line
+
 #: compute capabilities below 7.0 with full-rate (2x FP32) FP16: Tegra X1, P100, Tegra X2
 FAST_FP16_BEFORE_VOLTA = {(5, 3), (6, 0), (6, 2)}
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def _probe_model() -> bytes:
@@ -41,7 +38,7 @@ def onnxruntime_cuda_reason() -> str | None:
     try:
         session = ort.InferenceSession(_probe_model(), options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     except Exception as e:
-        return f"onnxruntime's CUDAExecutionProvider does not start ({_first_line(e)})"
+        return f"onnxruntime's CUDAExecutionProvider does not start ({first_line(e)})"
     if "CUDAExecutionProvider" not in session.get_providers():
         return ("onnxruntime lists CUDAExecutionProvider but its sessions fall back to the CPU (CUDA or cuDNN libraries "
                 "missing or of another version; install the ones onnxruntime-gpu was built for)")

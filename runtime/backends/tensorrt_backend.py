@@ -25,6 +25,7 @@ import numpy as np
 from export.engine_compat import ENGINE_STAGES, check_engines, current_environment, rebuild_hint
 from export.manifest import Manifest, ManifestError
 
+from ..errors import first_line
 from .base import Array, Backend, State, resize_labels_nearest
 from .buffer_plan import KEYFRAME_PROGRAM, PROPAGATION_PROGRAM, BufferPlan, plan_buffers
 from .cuda_memory import (BufferPool, CudaGraph, DeviceBuffer, DeviceTensor, Event, PinnedBuffer, Stream, check,
@@ -227,7 +228,7 @@ class TensorRTBackend(Backend):
                 for stage in PROPAGATION_PROGRAM:
                     self._execute(b, stage, read=p)
         except Exception as e:  # e.g. a plugin that cannot be captured: stay eager, say why in describe()
-            self.graph_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            self.graph_error = first_line(e)
             return
         b.graphs[p] = graph
 

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from ..infer import DEFAULT_ENGINES, SIGNAL_EXIT, USER_ERRORS, alpha_value, positive_int
+from ..infer import DEFAULT_ENGINES, SIGNAL_EXIT, USER_ERRORS, alpha_value, non_negative_int, positive_int
 from .job import FleetJob
 from .scheduler import FleetEvent
 
@@ -31,16 +31,6 @@ def gpu_share(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 

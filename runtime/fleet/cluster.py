@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 
 #: the fleet sends only small dicts through Ray, so a local cluster needs little shared memory
 OBJECT_STORE_BYTES = 100 * 2**20
@@ -37,9 +37,8 @@ def connect(address: str | None) -> str:
         else:
             ray.init(address=address, **quiet)
     except Exception as e:
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-        raise UserError(f"cannot start or join {where} ({text}); check --address, or start one with "
+        raise UserError(f"cannot start or join {where} ({first_line(e)}); check --address, or start one with "
                         "`ray start --head`") from None
     res = ray.cluster_resources()
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
@@ -140,8 +139,7 @@ def take_description(slot: WorkerSlot, ref: Any, log=print) -> None:
     try:
         slot.info = ray.get(ref)
     except ray.exceptions.RayError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        slot.state, slot.reason = "dead", f"died while starting ({first})"
+        slot.state, slot.reason = "dead", f"died while starting ({first_line(e)})"
         log(f"worker {slot.where()} {slot.reason}")
         return
     slot.since = time.monotonic()

@@ -18,11 +18,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..errors import first_line
 from .cluster import POLL_S, START_TIMEOUT_S, WorkerFactory, WorkerSlot, import_ray, take_description
 from .plan import OutputSettings, VideoJob
 
 #: how long busy workers get to remove their partial outputs after a stop request
 STOP_GRACE_S = 10.0
+#: characters of a Ray error's first line kept in summary.json
+ERROR_CHARS = 200
 
 
 @dataclass
@@ -162,7 +165,7 @@ class FleetScheduler:
             self._worker_lost(slot, job, e)
             return
         except ray.exceptions.RayError as e:  # anything else Ray reports about the call
-            result = {"status": "failed", "error": _one_line(e)}
+            result = {"status": "failed", "error": first_line(e, ERROR_CHARS)}
         slot.state = "idle"
         if result["status"] == "stopped":
             self._record(job, VideoOutcome(job, "stopped", attempts=self.attempts[job.name]), slot)
@@ -182,7 +185,7 @@ class FleetScheduler:
 
     def _worker_lost(self, slot: WorkerSlot, job: VideoJob, error: Exception) -> None:
         """The worker's process died during ``job``: retry the video, replace the worker."""
-        cause = _one_line(error)
+        cause = first_line(error, ERROR_CHARS)
         slot.state, slot.reason = "dead", f"died while segmenting {job.name} ({cause})"
         self.ray.kill(slot.handle)  # if Ray only lost contact with it, make sure it stops writing
         attempts = self.attempts[job.name]
@@ -242,8 +245,3 @@ class FleetScheduler:
                 self.ray.kill(slot.handle)
             except Exception:
                 pass
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__

@@ -15,13 +15,9 @@ import threading
 import time
 from pathlib import Path
 
+from ..errors import first_line
 from .outdir import commit, staging_folder
 from .plan import OutputSettings, VideoJob, infer_arguments
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 class SegmentWorker:
@@ -54,7 +50,7 @@ class SegmentWorker:
         except USER_ERRORS as e:
             self.info["refusal"] = str(e)
         except Exception as e:  # e.g. a TensorRT engine that does not deserialise on this GPU
-            self.info["refusal"] = _first_line(e)
+            self.info["refusal"] = first_line(e)
 
     def describe(self) -> dict:
         """pid, host, node_ip, node_id, backend, detail; ``refusal`` says why it cannot work."""
@@ -105,7 +101,7 @@ class SegmentWorker:
                 return {"status": "failed", "error": str(e), "notes": notes}
             if not isinstance(e, Exception):
                 raise
-            return {"status": "failed", "error": _first_line(e), "notes": notes}
+            return {"status": "failed", "error": first_line(e), "notes": notes}
         finally:
             self._run = None
             shutil.rmtree(stage, ignore_errors=True)  # gone already after a commit

@@ -30,7 +30,15 @@ def test_help_explains_every_flag():
     assert "(default: None)" not in text  # every flag without a value says what happens instead
 
 
-@pytest.mark.parametrize("case", ["missing", "no-match", "folder", "same-name", "no-engines", "no-parent", "bad-cpus"])
+def test_whole_number_flags_are_read_as_runtime_infer_reads_them():
+    from runtime import infer
+    from runtime.fleet import cli
+
+    assert (cli.positive_int, cli.non_negative_int) == (infer.positive_int, infer.non_negative_int)  # one definition each
+
+
+@pytest.mark.parametrize("case", ["missing", "no-match", "folder", "same-name", "no-engines", "no-parent", "bad-cpus",
+                                  "bad-retries"])
 def test_bad_input_is_one_line_before_anything_starts(engines, tmp_path, case):
     video = write_video(tmp_path / "v.mp4", 3, (48, 64))
     other = tmp_path / "sub"
@@ -40,14 +48,14 @@ def test_bad_input_is_one_line_before_anything_starts(engines, tmp_path, case):
     videos = {"missing": [str(tmp_path / "nope.mp4")], "no-match": [str(tmp_path / "*.mkv")], "folder": [str(other)],
               "same-name": [str(video), str(other / "v.mp4")]}.get(case, [str(video)])
     extra = {"no-engines": ["--engines", str(tmp_path / "none")], "no-parent": ["--out-dir", str(tmp_path / "a" / "b")],
-             "bad-cpus": ["--cpus-per-worker", "0"]}.get(case, [])
+             "bad-cpus": ["--cpus-per-worker", "0"], "bad-retries": ["--retries", "-1"]}.get(case, [])
     status, err = run_fleet("--videos", *videos, "--engines", str(engines), "--out-dir", str(out_dir), *extra)
     assert status == 2, err
     line = err.strip().splitlines()[-1]
     expected = {"missing": "error: video not found:", "no-match": "error: no file matches",
                 "folder": "is a folder; pass the videos in it", "same-name": "share the name 'v'",
                 "no-engines": "python -m export.build_engines", "no-parent": "does not exist; create it",
-                "bad-cpus": "--cpus-per-worker: must be > 0"}[case]
+                "bad-cpus": "--cpus-per-worker: must be > 0", "bad-retries": "--retries: must be >= 0"}[case]
     assert expected in line
     assert "Ray" not in err  # refused before a cluster was started
     assert not out_dir.exists() or not list(out_dir.iterdir())
