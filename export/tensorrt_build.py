@@ -215,10 +215,8 @@ def _build_engine(trt: Any, folder: Path, stage: str, graph: Mapping, request: M
             blob = EngineBytesFromNetwork(network, config=config, save_timing_cache=str(timing_cache))()
     except PolygraphyException as e:
         raise BuildError(f"TensorRT could not build the '{stage}' engine: {first_line(str(e))}") from None
-    path = folder / f"{stage}.engine"
-    sha = _write_atomic(path, blob)
     plugins = None
-    if plugin_layers:
+    if plugin_layers:  # checked on the blob: a refused engine never replaces the file the manifest lists
         from plugins import tensorrt_plugins
 
         in_engine = _engine_plugin_layers(trt, blob)
@@ -231,6 +229,8 @@ def _build_engine(trt: Any, folder: Path, stage: str, graph: Mapping, request: M
             ptx[kernel] = hashlib.sha256(tensorrt_plugins.aot_ptx(kernel)).hexdigest()
         plugins = {"ids": [f"gsvnet::{graph.get('custom_op')}"], "layers": plugin_layers, "engine_layers": in_engine,
                    "mode": settings["plugin_mode"], "ptx_sha256": ptx}
+    path = folder / f"{stage}.engine"
+    sha = _write_atomic(path, blob)
     return engine_entry(stage, path.name, sha, graph, request, plugins, time.perf_counter() - started)
 
 

@@ -175,3 +175,59 @@ def test_plugin_layers_are_read_from_the_engine_inspector_json():
             '{"Name": "cast_out", "LayerType": "Cast"}], "Bindings": ["seg", "flow", "out"]}')
     assert tensorrt_build.plugin_layers_in_engine(info) == ["WarpByFlow"]
     assert tensorrt_build.plugin_layers_in_engine('{"Layers": ["GridSample_3", "Mul_4"]}') == []  # names only
+
+
+class _FakeEngineTensorRT:
+    """``tensorrt`` as ``_build_engine`` uses it after the build: an engine deserialised from the
+    built blob whose inspector lists ``engine_layers``."""
+
+    __version__ = "10.13.0.35"
+    ProfilingVerbosity = types.SimpleNamespace(DETAILED=2)
+    LayerInformationFormat = types.SimpleNamespace(JSON=1)
+
+    class Logger:
+        ERROR = 3
+
+        def __init__(self, level: int) -> None:
+            pass
+
+    def __init__(self, blob: bytes, engine_layers: list[str]) -> None:
+        import json
+
+        info = json.dumps({"Layers": [{"Name": name, "LayerType": "PluginV3"} for name in engine_layers]})
+        inspector = types.SimpleNamespace(get_engine_information=lambda fmt: info)
+        engine = types.SimpleNamespace(create_engine_inspector=lambda: inspector)
+        runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda data: engine if data == blob else None)
+        self.Runtime = lambda logger: runtime
+
+
+@pytest.mark.parametrize("engine_layers", [[], ["warp_plugin"]])
+def test_an_engine_without_its_plugin_layer_never_replaces_the_listed_file(tmp_path, monkeypatch, engine_layers):
+    import polygraphy.backend.trt as polygraphy_trt
+
+    from export.manifest import sha256_file
+    from tests.export.helpers import HERE, build_args, make_manifest
+
+    manifest = make_manifest(tmp_path / "eng", mode="jit")
+    listed = manifest.engines["warp"]
+    graph = manifest.data["graphs_fp16"]["warp"]
+    request = tensorrt_build.engine_request(graph, HERE, tensorrt_build.builder_settings(build_args(), True, "jit"), "p")
+    blob = b"a new plan of warp"
+    layer = types.SimpleNamespace(name="warp_plugin", type=types.SimpleNamespace(name="PLUGIN_V3"))
+    network = types.SimpleNamespace(num_layers=1, get_layer=lambda i: layer)  # the parser kept the plugin node
+    monkeypatch.setattr(tensorrt_build, "_parse", lambda *args: (None, network, None))
+    monkeypatch.setattr(polygraphy_trt, "CreateConfig", lambda **kwargs: kwargs)
+    monkeypatch.setattr(polygraphy_trt, "EngineBytesFromNetwork", lambda net, config, save_timing_cache: lambda: blob)
+    build = lambda: tensorrt_build._build_engine(_FakeEngineTensorRT(blob, engine_layers), manifest.folder, "warp",  # noqa: E731
+                                                 graph, request, tmp_path / "timing.cache")
+    engine = manifest.folder / "warp.engine"
+    if not engine_layers:  # the builder dropped the plugin: refused, and the listed engine is untouched
+        with pytest.raises(BuildError, match="holds no plugin layer") as info:
+            build()
+        assert "\n" not in str(info.value)
+        assert sha256_file(engine) == listed["sha256"] == read_manifest(manifest.folder).engines["warp"]["sha256"]
+    else:
+        entry = build()
+        assert engine.read_bytes() == blob and entry["sha256"] == sha256_file(engine)
+        assert entry["plugins"]["engine_layers"] == ["warp_plugin"] and entry["plugins"]["mode"] == "jit"
+    assert sorted(p.name for p in manifest.folder.iterdir() if p.name.startswith(".")) == []  # no temporary file left
