@@ -37,6 +37,16 @@ def parse_archs(text: str) -> list[str]:
     return archs
 
 
+def parse_ptx(text: str) -> str | None:
+    """'compute_75' (also '75') -> 'compute_75', 'none' -> None; ArgumentTypeError on anything else."""
+    if text.strip().lower() == "none":
+        return None
+    match = re.fullmatch(r"(?:compute_)?(\d{2,3})", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"PTX target {text!r} is not like {nvcc.DEFAULT_PTX_ARCH} (or 'none' to skip it)")
+    return f"compute_{match.group(1)}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m plugins.build", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -44,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated real architectures, e.g. sm_61,sm_75,sm_86,sm_90")
     p.add_argument("--toolchain", choices=("auto", "nvcc", "nvrtc-cu12"), default="auto",
                    help="auto: nvcc where it targets the architecture, else the CUDA 12 wheels")
-    p.add_argument("--ptx", default=nvcc.DEFAULT_PTX_ARCH, metavar="compute_XY",
+    p.add_argument("--ptx", type=parse_ptx, default=nvcc.DEFAULT_PTX_ARCH, metavar="compute_XY",
                    help="also build this PTX target (what TensorRT AOT plugins embed); 'none' skips it")
     p.add_argument("--table", action="store_true", help="print a markdown table of registers per kernel and architecture")
     return p
@@ -87,7 +97,7 @@ def table(rows: list[nvcc.KernelResources]) -> str:
 def run(args: argparse.Namespace, out: Path, log=print) -> int:
     installed = toolchain.available()
     chosen = plan(args.arch, installed, args.toolchain)
-    ptx_tool = None if args.ptx == "none" else plan([args.ptx], installed, args.toolchain)[args.ptx]
+    ptx_tool = None if args.ptx is None else plan([args.ptx], installed, args.toolchain)[args.ptx]
     failed, rows = [], []
     for arch, tool in chosen.items():
         for name, source in nvcc.SOURCES.items():

@@ -63,6 +63,16 @@ def test_arch_list_parsing():
         build.parse_archs("sm_6x")
 
 
+def test_ptx_target_parsing(capsys):
+    assert build.parse_ptx("compute_61") == "compute_61" and build.parse_ptx("75") == "compute_75"  # as --arch 75
+    assert build.parse_ptx("none") is None and build.build_parser().parse_args([]).ptx == "compute_75"
+    for bad in ("sm_75", "compute75", "7.5", ""):  # used to reach the build as a name it then split on "_"
+        with pytest.raises(SystemExit) as info:
+            build.build_parser().parse_args(["--ptx", bad])
+        assert info.value.code == 2
+        assert f"argument --ptx: PTX target {bad!r} is not like compute_75" in capsys.readouterr().err
+
+
 def test_plugins_build_compiles_the_pascal_path(tmp_path):
     if toolchain.for_arch("sm_61", toolchain.available()) is None:
         pytest.skip(toolchain.missing_reason("sm_61", toolchain.available()))
