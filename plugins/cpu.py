@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plugins import nvcc
+from plugins import geometry, nvcc
 
 SOURCE = nvcc.PLUGINS / "common" / "gsvnet_ops_cpu.cpp"
 CXXFLAGS = ("-O2", "-shared", "-fPIC", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off")
@@ -107,7 +107,7 @@ def chunk_filter(warped: np.ndarray, intra: np.ndarray, weights: np.ndarray, rad
     intra, null), all of one dtype; sums and divides in float32 (SPEC.md: ChunkFilter)."""
     warped, intra, weights = _scores(warped, "warped"), _scores(intra, "intra"), _scores(weights, "weights")
     n, c, h, w = warped.shape
-    k2 = (2 * radius + 1) ** 2 + 2
+    k2 = geometry.num_weights(radius)
     if intra.shape != warped.shape or weights.shape != (n, k2, h, w) or not warped.dtype == intra.dtype == weights.dtype:
         raise ValueError(f"chunk_filter: got warped {warped.shape} {warped.dtype}, intra {intra.shape} {intra.dtype}, "
                          f"weights {weights.shape} {weights.dtype}; radius {radius} needs weights [N,{k2},h,w] "

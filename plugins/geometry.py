@@ -1,4 +1,5 @@
-"""Kernel names and launch geometry, shared by the Python launcher and the TensorRT AOT plugins.
+"""Kernel names and launch geometry, shared by the Python launcher and the TensorRT AOT plugins,
+and the ChunkFilter's weight count that every implementation checks (``num_weights``).
 
 The numbers mirror the constants in the .cu files (one thread per pixel for the warp; 32x8
 tiles for the filter and the edge map). Sizes may be Python ints or symbolic shape
@@ -15,6 +16,16 @@ from typing import Any, Callable
 WARP_BLOCK = 256  # warp_by_flow.cu: kWarpBlock
 TILE_W, TILE_H = 32, 8  # chunk_filter.cu / edge_map.cu: kTileW, kTileH
 MAX_RADIUS = 3  # chunk_filter.cu has entry points for r = 1..3
+
+
+def num_shifts(radius: int) -> int:
+    """K = (2r+1)^2 shift candidates of a ChunkFilter of ``radius`` r (SPEC.md; gsvnet.ops.num_shifts)."""
+    return (2 * radius + 1) ** 2
+
+
+def num_weights(radius: int) -> int:
+    """Guiding-weight channels of a ChunkFilter: K shifts, the intra and the null candidate (K + 2)."""
+    return num_shifts(radius) + 2
 
 
 def ceil_div(a: int, b: int) -> int:

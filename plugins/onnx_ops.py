@@ -18,6 +18,8 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
+from plugins import geometry
+
 DOMAIN = "gsvnet"
 DOMAIN_VERSION = 1
 #: The node attribute that makes TensorRT's ONNX parser use the plugin (its value: the plugins'
@@ -49,9 +51,9 @@ def _static_dim(value: onnx.ValueInfoProto, axis: int) -> int | None:
 
 def _check_radius(graph: onnx.GraphProto, inputs: list[onnx.ValueInfoProto], radius: int) -> None:
     """The weights' channel count, where static, must be (2r+1)^2 + 2 (K shifts, intra, null)."""
-    channels = _static_dim(inputs[2], 1)
-    if channels is not None and channels != (2 * radius + 1) ** 2 + 2:
-        raise ValueError(f"ChunkFilter radius {radius} needs {(2 * radius + 1) ** 2 + 2} weight channels, "
+    channels, want = _static_dim(inputs[2], 1), geometry.num_weights(radius)
+    if channels is not None and channels != want:
+        raise ValueError(f"ChunkFilter radius {radius} needs {want} weight channels, "
                          f"but {graph.name or 'the graph'}'s input {inputs[2].name!r} has {channels}")
 
 

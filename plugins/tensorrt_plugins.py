@@ -52,7 +52,7 @@ def weight_channels_error(channels: Any, radius: int) -> str | None:
     """One line when a ChunkFilter's static weight channel count is not K+2 for ``radius``."""
     if getattr(channels, "is_fake", True) or not channels.is_constant:
         return None
-    want = (2 * radius + 1) ** 2 + 2
+    want = geometry.num_weights(radius)
     got = channels.constant_value()
     if got == want:
         return None

@@ -17,7 +17,7 @@ from plugins import geometry
 def fused_chunk_filter_bytes(classes: int, radius: int, itemsize: int = 4) -> dict[str, float]:
     """Per-pixel traffic of the fused kernel: 'dram' counts each tensor once (warped, intra and
     out C values each, the K+2 weights); 'l2' adds the halo re-reads of each 32x8 tile's staging."""
-    k2 = (2 * radius + 1) ** 2 + 2
+    k2 = geometry.num_weights(radius)
     halo = (geometry.TILE_W + 2 * radius) * (geometry.TILE_H + 2 * radius) / (geometry.TILE_W * geometry.TILE_H)
     return {
         "dram": float(itemsize * (3 * classes + k2)),
@@ -34,7 +34,7 @@ def decomposition_bytes(classes: int, radius: int, itemsize: int = 4, grid: tupl
     and intra), K Adds (2C in, C out each), ReduceSum of the weights (K+2 in, 1 out), the eps
     Add (1 in, 1 out), Div (C+1 in, C out). Cp is the padded tensor per output pixel,
     C (h+2r)(w+2r)/(hw) on an h x w ``grid``, C when ``grid`` is None (large grids)."""
-    c, k = classes, (2 * radius + 1) ** 2
+    c, k = classes, geometry.num_shifts(radius)
     if grid is None:
         cp = float(c)
     else:
