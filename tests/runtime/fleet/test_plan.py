@@ -1,20 +1,15 @@
-"""Deciding what a job does without a cluster: video lists, completeness checks, worker sizing, the lock."""
+"""Deciding what a job does without a cluster: video lists, completeness checks, worker sizing."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 
 import pytest
 
 from export.manifest import load_manifest
 from runtime.errors import UserError
 from runtime.fleet.cluster import size_workers
-from runtime.fleet.outdir import LOCK_NAME, OutDirLock, commit
 from runtime.fleet.plan import OutputSettings, completed_stats, expand_videos, plan_jobs
 
 
@@ -76,28 +71,3 @@ def test_size_workers():
         size_workers(3, None, 1, {"CPU": 2})
     with pytest.raises(UserError, match="the cluster has 0 GPUs"):
         size_workers(None, 1, 1, {"CPU": 2})
-
-
-def test_lock_refuses_a_live_job_and_takes_over_from_a_dead_one(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "started": "x"}))
-    lock = OutDirLock(tmp_path)
-    lock.acquire()  # its owner is gone
-    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
-    with pytest.raises(UserError, match=f"another fleet job \\(pid {os.getpid()} on"):
-        OutDirLock(tmp_path).acquire()
-    lock.release()
-    assert not (tmp_path / LOCK_NAME).exists()
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": "x"}))
-    with pytest.raises(UserError, match=f"delete {tmp_path / LOCK_NAME}"):
-        OutDirLock(tmp_path).acquire()
-
-
-def test_commit_replaces_an_incomplete_folder_in_one_rename(tmp_path):
-    final, stage = tmp_path / "v", tmp_path / ".partial" / "v.1-x"
-    final.mkdir()
-    (final / "stale.png").write_bytes(b"old")
-    stage.mkdir(parents=True)
-    (stage / "stats.json").write_text("{}")
-    commit(stage, final)
-    assert sorted(p.name for p in final.iterdir()) == ["stats.json"] and not stage.exists()
