@@ -54,7 +54,7 @@ class FleetJob:
         outcomes: dict[str, VideoOutcome] = {}
         todo: list[VideoJob] = []
         for job in jobs:
-            stats = None if a.redo else completed_stats(job, settings, out_dir, manifest.model, manifest.frame_size)
+            stats = None if a.redo else completed_stats(job, settings, out_dir, manifest)
             if stats is not None:
                 outcomes[job.name] = skipped_outcome(job, stats, earlier.get(job.name))
             else:

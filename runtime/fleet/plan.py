@@ -2,9 +2,10 @@
 
 Every video gets its own folder ``DIR/<video name>/`` holding exactly what ``runtime.infer``
 writes for that one video: ``overlay.mp4`` (--overlay), ``labels/`` with one PNG of class ids per
-frame (--labels) and ``stats.json`` (always). The folder appears in one rename when the video is
-finished (``outdir.commit``), so a folder with a valid ``stats.json`` is a finished video; a rerun
-still verifies it (``completed_stats``) before skipping it.
+frame (--labels) and ``stats.json`` (always), plus the fleet's ``fleet.json``: what the outputs were
+made with (``output_record``). The folder appears in one rename when the video is finished
+(``outdir.commit``), so a folder with a valid ``stats.json`` is a finished video; a rerun still
+verifies it (``completed_stats``) before skipping it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from pathlib import Path
 
 import av
 
+from export.manifest import Manifest
+
 from ..errors import UserError
 
 OVERLAY_NAME = "overlay.mp4"
 LABELS_NAME = "labels"
 STATS_NAME = "stats.json"
+RECORD_NAME = "fleet.json"
 
 
 @dataclass(frozen=True)
@@ -89,20 +93,41 @@ def infer_arguments(job: VideoJob, settings: OutputSettings, folder: Path) -> li
     return argv
 
 
-def completed_stats(job: VideoJob, settings: OutputSettings, out_dir: Path, manifest_model: dict,
-                    frame_size: tuple[int, int]) -> dict | None:
+def engines_identity(manifest: Manifest) -> dict:
+    """What in an engines folder decides the labels, so that engines rebuilt in the same folder are
+    told apart: the build key (weights, config, size, opset, custom ops, precision) and the
+    checkpoint's sha256."""
+    return {"build_key": manifest.data.get("build_key"), "checkpoint_sha256": manifest.data["checkpoint"].get("sha256")}
+
+
+def output_record(settings: OutputSettings, identity: dict) -> dict:
+    """What a video's outputs are made with, as ``fleet.json`` holds it: the engines' identity, the
+    interval, which outputs, and the overlay's alpha (None without an overlay, where it changes nothing)."""
+    return {**identity, "interval": settings.interval, "overlay": settings.overlay, "labels": settings.labels,
+            "alpha": settings.alpha if settings.overlay else None}
+
+
+def write_record(folder: Path, settings: OutputSettings, identity: dict) -> None:
+    """Write ``fleet.json`` into a video's staging folder (before the rename that publishes it)."""
+    (folder / RECORD_NAME).write_text(json.dumps(output_record(settings, identity), indent=2) + "\n")
+
+
+def completed_stats(job: VideoJob, settings: OutputSettings, out_dir: Path, manifest: Manifest) -> dict | None:
     """The stats of ``job`` if its folder holds complete outputs made from this video with these
-    settings and engines (every requested output present, frame counts agreeing); else None."""
+    settings and these engines (``fleet.json`` equal to this job's ``output_record``, every
+    requested output present, frame counts agreeing); else None."""
     folder = job.folder(out_dir)
     stats_path = folder / STATS_NAME
     try:
         stats = json.loads(stats_path.read_text())
         frames = int(stats["frames"])
-        same = (Path(stats["video"]).resolve() == job.video
+        made_with = json.loads((folder / RECORD_NAME).read_text())
+        same = (made_with == output_record(settings, engines_identity(manifest))
+                and Path(stats["video"]).resolve() == job.video
                 and stats["interval"] == settings.interval
                 and Path(stats["engines"]).resolve() == settings.engines
-                and stats["keyframe_net"] == manifest_model["keyframe_net"]
-                and tuple(stats["engine_size"]) == tuple(frame_size))
+                and stats["keyframe_net"] == manifest.model["keyframe_net"]
+                and tuple(stats["engine_size"]) == tuple(manifest.frame_size))
         if not same or frames < 1 or job.video.stat().st_mtime > stats_path.stat().st_mtime:
             return None
     except (OSError, ValueError, KeyError, TypeError):

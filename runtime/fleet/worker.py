@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import first_line
 from .outdir import commit, staging_folder
-from .plan import OutputSettings, VideoJob, infer_arguments
+from .plan import OutputSettings, VideoJob, engines_identity, infer_arguments, write_record
 
 
 class SegmentWorker:
@@ -35,6 +35,7 @@ class SegmentWorker:
         self.info: dict = {"pid": os.getpid(), "host": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(),
                            "node_id": ray.get_runtime_context().get_node_id(), "refusal": None}
         self.backend = None
+        self.engines_identity: dict = {}
         self._run = None
         self._stop = threading.Event()
         try:
@@ -42,6 +43,7 @@ class SegmentWorker:
                 raise FileNotFoundError(f"--out-dir {out_dir} is not visible on this node; the output folder, the engines "
                                         "and the videos must be at the same path on every node (a shared file system)")
             manifest = load_manifest(engines)
+            self.engines_identity = engines_identity(manifest)
             name, why = select_backend(backend, manifest)  # per node: TensorRT engines are checked against this GPU
             started = time.perf_counter()
             self.backend = create_backend(name, manifest, threads=threads, profile=name not in GPU_BACKENDS)
@@ -93,6 +95,7 @@ class SegmentWorker:
             except BaseException:
                 run.abort()
                 raise
+            write_record(stage, settings, self.engines_identity)  # the engines this worker loaded
             commit(stage, job.folder(self.out_dir))
         except BaseException as e:
             if self._stop.is_set() or isinstance(e, Interrupted):
