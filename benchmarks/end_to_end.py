@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -43,6 +46,17 @@ def load_average() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_infer(config: Config, interval: int, clip: Path, frames: int, folder: Path) -> dict:
     """One runtime.infer process; returns its stats with the load average around it."""
     out, stats = folder / "overlay.mp4", folder / "stats.json"
@@ -51,14 +65,18 @@ def run_infer(config: Config, interval: int, clip: Path, frames: int, folder: Pa
     cmd = [sys.executable, "-m", "runtime.infer", "--video", str(clip), "--engines", str(config.engines),
            "--backend", config.backend, "--interval", str(interval), "--out", str(out), "--stats", str(stats),
            "--no-progress"] + (["--max-frames", str(frames)] if frames else [])
-    before = load_average()
+    before, busy, own, started = load_average(), busy_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    # what other processes took from the machine while this run went on (0: it had the machine to itself)
+    others = max(0.0, (busy_cpu_seconds() - busy) - (children_cpu_seconds() - own)) / (elapsed * (os.cpu_count() or 1))
     after = load_average()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
     data = json.loads(stats.read_text())
     return {"fps": data["fps"], "frames": data["frames"], "wall_seconds": data["wall_seconds"],
-            "load_before": before, "load_after": after, "keyframe_workers": data.get("keyframe_workers"),
+            "load_before": before, "load_after": after, "others_cpu_share": round(others, 4),
+            "keyframe_workers": data.get("keyframe_workers"),
             "threads": data.get("threads"), "stages_ms": {k: v["median_ms"] for k, v in data["stages_ms"].items()},
             "backend_detail": data["backend_detail"]}
 
@@ -80,7 +98,7 @@ def measure(configs: list[Config], clip: Path, repeats: int, frames: int, log: C
                         run = run_infer(c, interval, clip, frames, folder)
                         raw[c.name][interval].append(run)
                         log(f"  {c.name:<22} l={interval}: {run['fps']:6.2f} FPS  (load {run['load_before'][0]:.2f} -> "
-                            f"{run['load_after'][0]:.2f})")
+                            f"{run['load_after'][0]:.2f}; other processes {100 * run['others_cpu_share']:.0f}% of the CPU)")
             log(f"  repeat {rep + 1}/{repeats} done")
     return raw
 
@@ -90,9 +108,13 @@ def summarise(raw: dict[str, dict[int, list[dict]]]) -> dict:
     fps = {name: {str(l): median(r["fps"] for r in runs) for l, runs in per_l.items() if runs} for name, per_l in raw.items()}
     base = fps.get(BASELINE[0], {}).get(str(BASELINE[1]))
     ratios = {name: {l: v / base for l, v in per_l.items()} for name, per_l in fps.items()} if base else {}
-    loads = [x for per_l in raw.values() for runs in per_l.values() for r in runs for x in (r["load_before"][0], r["load_after"][0])]
+    runs = [r for per_l in raw.values() for rs in per_l.values() for r in rs]
+    loads = [x for r in runs for x in (r["load_before"][0], r["load_after"][0])]
+    others = [r.get("others_cpu_share", 0.0) for r in runs]
     return {"fps": fps, "vs_eager_per_frame": ratios, "baseline": f"{BASELINE[0]} l={BASELINE[1]}",
-            "load_average_1min": {"min": min(loads), "max": max(loads)} if loads else None}
+            "load_average_1min": {"min": min(loads), "max": max(loads)} if loads else None,
+            "others_cpu_share": {"max": max(others), "runs_over_5_percent": sum(o > 0.05 for o in others),
+                                 "runs": len(others)} if others else None}
 
 
 def report(summary: dict) -> str:
@@ -108,9 +130,14 @@ def report(summary: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    load = summary["load_average_1min"]
+    load, others = summary["load_average_1min"], summary.get("others_cpu_share")
     if load:
         lines.append(f"1-minute load average around the runs: {load['min']:.2f} .. {load['max']:.2f}")
+    if others:
+        verdict = ("the machine was idle apart from the runs" if not others["runs_over_5_percent"] else
+                   f"SHARED: other processes took over 5% of the CPU during {others['runs_over_5_percent']} of "
+                   f"{others['runs']} runs")
+        lines.append(f"other processes: at most {100 * others['max']:.1f}% of the CPU during a run; {verdict}")
     return "\n".join(lines)
 
 

@@ -9,21 +9,23 @@ import pytest
 from benchmarks import end_to_end, fps
 
 
-def _run(fps_value: float, load: float = 0.5) -> dict:
-    return {"fps": fps_value, "load_before": [load, 0, 0], "load_after": [load + 0.1, 0, 0]}
+def _run(fps_value: float, load: float = 0.5, others: float = 0.0) -> dict:
+    return {"fps": fps_value, "load_before": [load, 0, 0], "load_after": [load + 0.1, 0, 0], "others_cpu_share": others}
 
 
 def test_summary_is_the_median_per_interval_over_eager_per_frame():
     raw = {"torch": {1: [_run(2.0), _run(2.4), _run(2.2)], 4: [_run(5.0)]},
-           "onnxruntime fp32": {1: [_run(6.0), _run(7.0)], 4: [_run(28.0), _run(30.0), _run(29.0, load=1.5)]}}
+           "onnxruntime fp32": {1: [_run(6.0), _run(7.0)], 4: [_run(28.0), _run(30.0), _run(29.0, load=1.5, others=0.3)]}}
     summary = end_to_end.summarise(raw)
     assert summary["fps"]["torch"] == {"1": 2.2, "4": 5.0}
     assert summary["fps"]["onnxruntime fp32"] == {"1": 6.5, "4": 29.0}
     assert summary["vs_eager_per_frame"]["onnxruntime fp32"]["4"] == pytest.approx(29.0 / 2.2)
     assert summary["vs_eager_per_frame"]["torch"]["4"] == pytest.approx(5.0 / 2.2)
     assert summary["load_average_1min"] == {"min": 0.5, "max": 1.6}
+    assert summary["others_cpu_share"] == {"max": 0.3, "runs_over_5_percent": 1, "runs": 9}
     table = end_to_end.report(summary)
     assert "13.18x" in table and "1-minute load average around the runs: 0.50 .. 1.60" in table
+    assert "SHARED: other processes took over 5% of the CPU during 1 of 9 runs" in table
 
 
 def test_quick_end_to_end_runs_runtime_infer_for_every_configuration(tmp_path, monkeypatch, real_clip):
@@ -37,6 +39,7 @@ def test_quick_end_to_end_runs_runtime_infer_for_every_configuration(tmp_path, m
         for runs in per_l.values():
             (run,) = runs
             assert run["frames"] == 8 and run["fps"] > 0 and len(run["load_before"]) == 3
+            assert 0.0 <= run["others_cpu_share"] <= 1.0
             assert "decode" in run["stages_ms"] and "write" in run["stages_ms"]  # video I/O was part of it
     ort = result["runs"]["onnxruntime fp32"]["4"][0]
     assert ort["keyframe_workers"] in (0, 2) and ort["threads"]["budget"] >= 1
