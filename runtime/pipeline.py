@@ -203,21 +203,25 @@ class OutputWriter:
                 return
 
     def put(self, *item: Any) -> None:
-        while not self.stopped.is_set():
-            try:
-                self.items.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        self._raise()
-        raise RuntimeError("the output writer was stopped")
+        if not self._offer(item):
+            self._raise()
+            raise RuntimeError("the output writer was stopped")
 
     def finish(self) -> None:
         """Wait until every frame is written; raises the thread's error if it failed."""
-        if not self.stopped.is_set():
-            self.items.put(None)
+        self._offer(None)
         self.thread.join()
         self._raise()
+
+    def _offer(self, item: Any) -> bool:
+        """Queue ``item`` unless the writer stops first (then False)."""
+        while not self.stopped.is_set():
+            try:
+                self.items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def stop(self, timeout: float = 5.0) -> None:
         """Drop the frames not written yet and wait for the one being written (at most ``timeout`` s)."""
