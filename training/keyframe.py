@@ -36,7 +36,7 @@ from runtime.video import prefetch
 from .augment import AugmentConfig, augment
 from gsvnet.datasets.camvid import HALVES, NUM_CLASSES, VOID, LabelledFrame, load_split, sequence_half
 from .losses import LOSSES, SegmentationLoss, class_frequencies, enet_weights
-from .optim import decay_groups, make_optimizer, poly_lr, set_lr
+from .optim import decay_groups, make_optimizer, poly_lr, rescheduled_lr, set_lr
 from .precision import autocast, pick_amp
 from .state import load_training_state, pick_device, save_training_state, start_run
 from gsvnet.stepper import TorchStepper
@@ -112,9 +112,11 @@ def make_loss(kind: str, frames: list[LabelledFrame]) -> SegmentationLoss:
     return SegmentationLoss(kind, VOID, weights)
 
 
-def check_same_recipe(saved: dict, args: argparse.Namespace, path: Path) -> None:
+def check_same_recipe(saved: dict, args: argparse.Namespace, path: Path, exempt: tuple[str, ...] = ()) -> None:
     """A resumed run must keep the recipe and schedule it started with (one line otherwise)."""
     for name in RECIPE_ARGS:
+        if name in exempt:
+            continue
         before, now = saved.get(name), getattr(args, name)
         if isinstance(before, (list, tuple)) or isinstance(now, (list, tuple)):
             before, now = list(before) if before is not None else None, list(now)
@@ -122,6 +124,13 @@ def check_same_recipe(saved: dict, args: argparse.Namespace, path: Path) -> None
             flag = "--" + name.replace("_", "-")
             raise SystemExit(f"error: {flag} {now} differs from {before} of the run in {path}; resume with the same "
                              "recipe, or start a new run with another --out")
+
+
+def lr_at(peak: float, step: int, total_steps: int, warmup_steps: int, schedule: dict | None) -> float:
+    """The learning rate at ``step``: the run's poly schedule, or its shortened tail after ``--reschedule``."""
+    if schedule is None:
+        return poly_lr(peak, step, total_steps, warmup_steps=warmup_steps)
+    return rescheduled_lr(schedule["from_lr"], schedule["from_step"], step, total_steps, floor=0.01 * peak)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -157,6 +166,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
                    help="channels-last layout (auto: on with --amp bf16 on the CPU and on GPUs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--reschedule", action="store_true",
+                   help="with --resume, accept a different --epochs: from the resumed step the learning rate decays "
+                        "from its current value to the schedule's floor (1%% of --lr) at the new last epoch (poly, power "
+                        "0.9); the change is "
+                        "recorded in last.pt, history.json and best.pt")
     p.add_argument("--max-steps", type=int, default=0, help="stop after the epoch in which this many steps are done (0: no limit)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (smoke tests)")
     p.add_argument("--no-val", action="store_true", help="skip val scoring (timing runs)")
@@ -186,14 +200,25 @@ def main(argv: list[str] | None = None) -> dict:
           f"({len(train)} train, {len(val)} val images)", flush=True)
 
     epoch, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
+    schedule: dict | None = None
     saved = load_training_state(out) if args.resume else None
     if saved is not None:
-        check_same_recipe(saved["args"], args, out / "last.pt")
+        check_same_recipe(saved["args"], args, out / "last.pt", exempt=("epochs",) if args.reschedule else ())
         model.keyframe.load_state_dict(saved["keyframe"])
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"]["torch"])
         epoch, step, best, history, elapsed = (saved["epoch"], saved["step"], saved["best"], saved["history"], saved["elapsed_s"])
+        schedule = saved.get("schedule")
         print(f"resumed from {out / 'last.pt'}: epoch {epoch}, step {step}, best val mIoU {best:.4f}", flush=True)
+        if args.reschedule and saved["args"]["epochs"] != args.epochs:
+            if args.epochs <= epoch:
+                raise SystemExit(f"error: --epochs {args.epochs} is not beyond the {epoch} epochs already trained; "
+                                 "give a larger --epochs")
+            now = lr_at(args.lr, step, steps_per_epoch * saved["args"]["epochs"], args.warmup_steps, schedule)
+            schedule = {"from_epoch": epoch, "from_step": step, "from_lr": now, "epochs_before": saved["args"]["epochs"],
+                        "epochs_after": args.epochs}
+            print(f"rescheduled: {saved['args']['epochs']} -> {args.epochs} epochs, lr {now:.2e} at step {step} "
+                  "decays to its floor at the new last epoch", flush=True)
 
     interactive = sys.stderr.isatty()
     while epoch < args.epochs and not (args.max_steps and step >= args.max_steps):
@@ -203,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{args.epochs}",
                    mininterval=1 if interactive else 60, file=sys.stderr, dynamic_ncols=interactive)
         for images, labels in bar:
-            lr = poly_lr(args.lr, step, total_steps, warmup_steps=args.warmup_steps)
+            lr = lr_at(args.lr, step, total_steps, args.warmup_steps, schedule)
             set_lr(optimizer, lr)
             losses.append(train_step(model, optimizer, images.to(device), labels.to(device), loss, amp, channels_last))
             step += 1
@@ -211,22 +236,26 @@ def main(argv: list[str] | None = None) -> dict:
         bar.close()
         train_time = time.time() - started
         epoch += 1
-        record = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "train_s": round(train_time, 1),
+        record = {"epoch": epoch, "step": step, "lr": lr, "loss": float(np.mean(losses)), "train_s": round(train_time, 1),
                   "steps_per_s": round(len(losses) / max(train_time, 1e-9), 3), "device": where,
                   "amp": str(amp or "off"), "channels_last": channels_last}
+        if schedule is not None and epoch == schedule["from_epoch"] + 1:
+            record["rescheduled"] = schedule
         if val and (epoch % args.val_every == 0 or epoch == args.epochs):
             miou, per_class = validate(model, val, tuple(args.val_size))
             record.update(val_miou=miou, val_iou=per_class)
             if miou > best:
                 best = miou
                 save_checkpoint(out / "best.pt", model, {"stage": "keyframe", "epoch": epoch, "step": step, "val_miou": miou,
-                                                         "val_iou": per_class, "args": vars(args)})
+                                                         "val_iou": per_class, "args": vars(args),
+                                                         "schedule": schedule})
         elapsed += time.time() - started
         record["elapsed_s"] = round(elapsed, 1)
         history.append(record)
         save_training_state(out, {"keyframe": model.keyframe.state_dict(), "optimizer": optimizer.state_dict(),
                                   "rng": {"torch": torch.get_rng_state()}, "epoch": epoch, "step": step, "best": best,
-                                  "history": history, "elapsed_s": elapsed, "args": vars(args), "augment": asdict(aug)})
+                                  "history": history, "elapsed_s": elapsed, "args": vars(args), "augment": asdict(aug),
+                                  "schedule": schedule})
         (out / "history.json").write_text(json.dumps(history, indent=1))
         shown = f" val mIoU {record['val_miou']:.4f} (best {best:.4f})" if "val_miou" in record else ""
         tqdm.write(f"epoch {epoch}: loss {record['loss']:.4f}, {record['steps_per_s']:.2f} steps/s{shown}, "

@@ -23,6 +23,14 @@ def poly_lr(base_lr: float, step: int, total_steps: int, power: float = 0.9, war
     return base_lr * max(0.01, (1.0 - t) ** power)
 
 
+def rescheduled_lr(start_lr: float, start_step: int, step: int, total_steps: int, power: float = 0.9,
+                   floor: float = 0.0) -> float:
+    """A shortened poly schedule: ``start_lr`` at ``start_step`` decaying as (1 - t)^power to
+    zero at ``total_steps`` (t the fraction of the remaining steps done), floored at ``floor``."""
+    t = min(1.0, max(0.0, (step - start_step) / max(1, total_steps - start_step)))
+    return max(floor, start_lr * (1.0 - t) ** power)
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

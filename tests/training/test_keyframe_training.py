@@ -119,3 +119,35 @@ def test_carry_packs_and_restores_a_run_across_machines(tmp_path, rng):
     with pytest.raises(SystemExit, match="sha256"):
         carry.unpack(tmp_path / "carried", tmp_path / "d")
     assert not (tmp_path / "d").exists()
+
+
+def test_reschedule_shortens_the_run_from_the_current_learning_rate(tmp_path, rng):
+    """--reschedule with another --epochs: no jump in the learning rate at the resumed step, a poly
+    decay to the schedule's floor at the new last epoch, and the change recorded."""
+    root = write_camvid_tree(tmp_path / "cv", rng, {"train": 4, "val": 1})
+    run_keyframe(root, tmp_path / "o", "--epochs", "10", "--max-steps", "4", "--no-val", "--threads", "1")
+    before = json.loads((tmp_path / "o" / "history.json").read_text())
+    resumed = run_keyframe(root, tmp_path / "o", "--epochs", "4", "--resume", "--reschedule", "--no-val", "--threads", "1")
+    assert resumed["epochs"] == 4 and resumed["steps"] == 8
+    history = resumed["history"]
+    assert [h["loss"] for h in history[:2]] == [h["loss"] for h in before]
+    schedule = history[2]["rescheduled"]
+    assert schedule["from_step"] == 4 and schedule["epochs_before"] == 10 and schedule["epochs_after"] == 4
+    peak = 2e-3
+    expected_start = keyframe.poly_lr(peak, 4, 20, warmup_steps=1)
+    assert schedule["from_lr"] == pytest.approx(expected_start)
+    # epoch 3 ends at step 5 (lr of step 5), epoch 4 at step 7: (1 - 3/4)^0.9 of the start, floored at 1% of peak
+    assert history[2]["lr"] == pytest.approx(expected_start * (1 - 1 / 4) ** 0.9)
+    assert history[3]["lr"] == pytest.approx(max(0.01 * peak, expected_start * (1 - 3 / 4) ** 0.9))
+    assert torch.load(tmp_path / "o" / "last.pt", weights_only=False)["schedule"] == schedule
+    # resuming the shortened run again needs no flag: its recorded --epochs is now 4
+    again = run_keyframe(root, tmp_path / "o", "--epochs", "4", "--resume", "--no-val", "--threads", "1")
+    assert again["steps"] == 8
+
+
+def test_reschedule_refuses_an_end_already_passed(tmp_path, rng):
+    root = write_camvid_tree(tmp_path / "cv", rng, {"train": 4, "val": 1})
+    run_keyframe(root, tmp_path / "o", "--epochs", "10", "--max-steps", "4", "--no-val", "--threads", "1")
+    with pytest.raises(SystemExit) as info:
+        run_keyframe(root, tmp_path / "o", "--epochs", "2", "--resume", "--reschedule", "--no-val")
+    assert "not beyond the 2 epochs already trained" in str(info.value)
