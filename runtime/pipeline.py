@@ -112,8 +112,9 @@ class KeyframeWorkers:
             except BaseException as e:  # handed to whoever waits for this keyframe
                 future.set_exception(e)
 
-    def close(self) -> None:
-        """Cancel jobs not started and let the threads end (a step in flight finishes first)."""
+    def close(self, timeout: float | None = 60.0) -> None:
+        """Cancel jobs not started and wait (up to ``timeout`` s per thread) for the threads to end:
+        a step in flight finishes first, so the backend is not in use once this returns."""
         while True:
             try:
                 job = self.jobs.get_nowait()
@@ -123,6 +124,9 @@ class KeyframeWorkers:
                 job[0].cancel()
         for _ in self.threads:
             self.jobs.put(None)
+        for t in self.threads:
+            if t is not threading.current_thread():
+                t.join(timeout)
 
 
 class LookaheadScheduler:

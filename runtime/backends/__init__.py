@@ -10,7 +10,7 @@ from export.engine_compat import (ENGINE_STAGES, check_engines, current_environm
                                   tensorrt_unsupported_reason)
 from export.manifest import Manifest, ManifestError
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..threads import ThreadPlan
 from . import gpu_checks
 from .base import Backend, State
@@ -31,11 +31,6 @@ def _cuda_gpu() -> str | None:
     return None
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
-
-
 def _torch_cuda_reason() -> str | None:
     """torch sees a GPU and our CUDA kernels load on it (built with nvcc, cached)."""
     if (why := _cuda_gpu()) is not None:
@@ -47,7 +42,7 @@ def _torch_cuda_reason() -> str | None:
 
         kernels(torch.cuda.current_device())
     except Exception as e:
-        return f"the gsvnet CUDA kernels do not load ({_first_line(e)})"
+        return f"the gsvnet CUDA kernels do not load ({first_line(e)})"
     return None
 
 
@@ -59,7 +54,7 @@ def _tensorrt_reason(manifest: Manifest) -> str | None:
     try:
         import tensorrt  # noqa: F401
     except Exception as e:  # the bindings wheel without its libraries
-        return f"TensorRT does not import ({_first_line(e)})"
+        return f"TensorRT does not import ({first_line(e)})"
     from plugins import launcher
 
     if (why := launcher.gpu_unavailable_reason()) is not None:
@@ -67,7 +62,7 @@ def _tensorrt_reason(manifest: Manifest) -> str | None:
     try:
         gpu, capability = gpu_identity()
     except Exception as e:
-        return f"cannot query the GPU ({_first_line(e)})"
+        return f"cannot query the GPU ({first_line(e)})"
     if (why := tensorrt_unsupported_reason(capability, gpu)) is not None:
         return why
     if not manifest.engines:
@@ -77,7 +72,7 @@ def _tensorrt_reason(manifest: Manifest) -> str | None:
     except ManifestError as e:
         return str(e)
     except Exception as e:  # the GPU could not be queried
-        return f"cannot query the GPU ({_first_line(e)})"
+        return f"cannot query the GPU ({first_line(e)})"
     return None
 
 

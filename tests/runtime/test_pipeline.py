@@ -15,7 +15,7 @@ from export.onnx_session import make_session
 from export.stages import Stage, TensorSpec, random_inputs
 from gsvnet import KeyframeScheduler
 from runtime.backends import create_backend
-from runtime.pipeline import LookaheadScheduler, OutputWriter
+from runtime.pipeline import KeyframeWorkers, LookaheadScheduler, OutputWriter
 from runtime.threads import plan_threads
 from tests.conftest import clip_frames, run_module
 from tests.runtime.output_checks import decode_rgb, read_label_pngs
@@ -133,3 +133,21 @@ def test_labels_resized_along_one_axis_are_rows_of_the_original():
         assert np.array_equal(out[:, i], labels[:, int((i + 0.5) * 544 / 540)]), i
     # 6 -> 3 columns: column j takes floor((j + 0.5) * 2) = 1, 3, 5
     assert np.array_equal(resize_labels_nearest(labels[:, :8, :6], (8, 3)), labels[:, :8][:, :, [1, 3, 5]])
+
+
+def test_closing_keyframe_workers_cancels_waiting_jobs_and_waits_for_the_one_in_flight():
+    started, finished = threading.Event(), []
+
+    class Slow:
+        def keyframe_step(self, frames):
+            started.set()
+            time.sleep(0.3)
+            finished.append(frames)
+            return frames
+
+    workers = KeyframeWorkers(Slow(), 1)
+    first, second = workers.submit(1), workers.submit(2)
+    assert started.wait(5)
+    workers.close()
+    assert finished == [1] and first.result(0) == 1 and second.cancelled()
+    assert not any(t.is_alive() for t in workers.threads)
