@@ -37,6 +37,7 @@ def keyframe_training_summary(state_path: Path | None) -> dict:
     history = state["history"]
     return {"epochs": state["epoch"], "steps": state["step"], "wall_s": round(state["elapsed_s"], 1),
             "best_val_miou": state["best"], "args_of_last_invocation": state["args"], "augment": state.get("augment"),
+            "rescheduled": state.get("schedule"),
             "val_miou_by_epoch": [round(h.get("val_miou", float("nan")), 4) for h in history]}
 
 
@@ -76,6 +77,25 @@ def metrics_from(accuracy: Path | None) -> dict:
     return out
 
 
+#: the fixed CamVid test subset whose score every install re-checks (tests/training/test_shipped_weights.py)
+REGRESSION_IMAGES = 8
+REGRESSION_SIZE = (360, 480)
+
+
+def regression_record(shipped: Path, camvid: Path) -> dict:
+    """Keyframe-net mIoU and pixel accuracy of the shipped FP16 file on the first REGRESSION_IMAGES
+    CamVid test images (frame 360x480, void ignored): the value the shipped-weights test re-measures."""
+    from gsvnet.datasets.camvid import NUM_CLASSES, VOID, load_split
+    from gsvnet.stepper import TorchStepper
+    from runtime.protocol import keyframe_confusion
+
+    model, _ = load_checkpoint(shipped)
+    frames = load_split(camvid, "test", REGRESSION_IMAGES)
+    cm = keyframe_confusion(TorchStepper(model), frames, REGRESSION_SIZE, NUM_CLASSES, VOID)
+    return {"split": "test", "images": [f.name for f in frames], "frame_size": list(REGRESSION_SIZE),
+            "miou": cm.miou(), "pixel_accuracy": cm.pixel_accuracy(), "backend": "torch (CPU, float32)"}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="full GSVNet checkpoint to ship (training.propagation's final.pt); "
@@ -86,6 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--command", action="append", default=[], help="an exact command that produced the weights (repeat, in order)")
     p.add_argument("--note", action="append", default=[], help="free-text note for the metadata (repeatable)")
     p.add_argument("--weights-dir", default=str(WEIGHTS_DIR), help="where shipped weights live")
+    p.add_argument("--data", default="../shared/data/camvid", help="CamVid root (for the regression record)")
     p.add_argument("--max-mb", type=float, default=30.0, help="refuse to ship a file larger than this")
     return p.parse_args(argv)
 
@@ -130,6 +151,7 @@ def main(argv: list[str] | None = None) -> Path:
                                                                      "heldout_flow_l1_after_pretraining", "final_loss", "args")},
                      "selection_half": selection},
         "metrics": metrics_from(Path(args.accuracy) if args.accuracy else None),
+        "regression_check": regression_record(target, Path(args.data)) if Path(args.data, "test").is_dir() else None,
     }
     kf_s = keyframe.get("wall_s") or 0.0
     pr_s = propagation.get("wall_s") or 0.0

@@ -11,6 +11,8 @@ from gsvnet import GSVNet, load_checkpoint, save_checkpoint
 from training import ship
 from training.keyframe import camvid_config
 
+from .synthetic import write_camvid_tree
+
 
 def _selection(ours: list[float], warp: list[float]) -> dict:
     row = lambda v: {"miou_by_distance": {str(d): x for d, x in enumerate(v)}}  # noqa: E731
@@ -31,15 +33,19 @@ def test_refuses_propagation_below_warp_only(tmp_path):
         ship.main(["--checkpoint", str(untrained), "--weights-dir", str(tmp_path / "w")])
 
 
-def test_ships_fp16_weights_with_provenance(tmp_path):
+def test_ships_fp16_weights_with_provenance(tmp_path, rng):
     model = GSVNet(camvid_config("swiftnet_r18"))
     good = save_checkpoint(tmp_path / "good.pt", model, {"selection": _selection([0.6, 0.59, 0.57, 0.55, 0.53, 0.5],
                                                                              [0.6, 0.58, 0.56, 0.54, 0.5, 0.48])})
     target = ship.main(["--checkpoint", str(good), "--weights-dir", str(tmp_path / "w"), "--keyframe-state", "",
-                        "--propagation-summary", str(tmp_path / "none.json"), "--command", "python -m training.keyframe"])
+                        "--propagation-summary", str(tmp_path / "none.json"), "--command", "python -m training.keyframe",
+                        "--data", str(write_camvid_tree(tmp_path / "cv", rng, {"test": 2}))])
     info = json.loads(target.with_suffix(".json").read_text())
     assert info["training"]["selection_half"]["gsvnet"]["miou_by_distance"]["3"] == 0.55
     assert info["commands"] == ["python -m training.keyframe"] and info["sha256"]
     shipped, _ = load_checkpoint(target)
     a, b = shipped.state_dict(), model.state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3, rtol=1e-3) for k in a)  # FP16 storage
+    record = info["regression_check"]
+    assert len(record["images"]) == 2 and 0 <= record["miou"] <= 1
+    assert record == ship.regression_record(target, tmp_path / "cv")  # of the FP16 file, as the install test reruns it
