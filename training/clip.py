@@ -53,25 +53,31 @@ def keyframe_scores(model: GSVNet, frames: np.ndarray, batch: int = 4) -> tuple[
 
 
 def sample_sequences(clip: PreparedClip, starts: np.ndarray, length: int, reverse: np.ndarray, flip: np.ndarray,
-                     crop: tuple[int, int] | None, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-    """A batch of ``length``+1 consecutive frames per start index (keyframe first).
+                     crop: tuple[int, int] | None, rng: np.random.Generator,
+                     strides: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """A batch of ``length``+1 frames per start index (keyframe first), consecutive or, with
+    ``strides[b]`` > 1, every strides[b]-th frame (a lower frame rate: larger motion per step).
 
     reverse[b] plays the sequence backwards (starting at starts[b] + length; the propagation trainer
     plays forward only, as the deployed pipeline does), flip[b] mirrors it
     horizontally; crop takes one random (h, w) window per sequence. Returns
     small [B,L+1,3,h,w], scores [B,L+1,C,h,w], flow [B,L+1,2,h,w] (flow[:,i] = i -> i-1, DIS),
-    teacher [B,L+1,h,w].
+    teacher [B,L+1,h,w]; the DIS flow is between consecutive frames, so a sequence with a stride
+    above 1 has NaN flow (it must not be used as a target).
     """
     out: dict[str, list[torch.Tensor]] = {"small": [], "scores": [], "flow": [], "teacher": []}
     h, w = clip.small.shape[-2:]
     for b, start in enumerate(starts):
-        idx = np.arange(start, start + length + 1)
+        stride = 1 if strides is None else int(strides[b])
+        idx = np.arange(start, start + stride * length + 1, stride)
         flows = clip.flow_forward
         if reverse[b]:
             idx = idx[::-1].copy()
             flows = clip.flow_reverse
         items = {"small": clip.small[idx], "scores": clip.scores[idx], "flow": flows[idx].clone()}
         items["flow"][0] = 0.0  # the keyframe has no predecessor in the sequence
+        if stride > 1:
+            items["flow"].fill_(float("nan"))
         if flip[b]:
             items = {k: v.flip(-1) for k, v in items.items()}
             items["flow"][:, 0] = -items["flow"][:, 0]

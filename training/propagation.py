@@ -150,14 +150,18 @@ class Objective:
                                ignore_index=VOID)
 
 
-def clip_batch(clips: list[PreparedClip], length: int, args: argparse.Namespace, rng: np.random.Generator) -> dict:
-    """Sequences of length+1 consecutive frames, forward in time, from one random clip."""
+def clip_batch(clips: list[PreparedClip], length: int, args: argparse.Namespace, rng: np.random.Generator,
+               max_stride: int = 1) -> dict:
+    """Sequences of length+1 frames, forward in time, from one random clip: every s-th frame with
+    s drawn per sequence from 1..max_stride (1: consecutive, as flow pre-training needs)."""
     clip = clips[int(rng.integers(0, len(clips)))]
     h, w = clip.small.shape[-2:]
     crop = None if args.crop_fraction >= 1.0 else (max(8, int(round(h * args.crop_fraction))), max(8, int(round(w * args.crop_fraction))))
-    starts = rng.integers(0, len(clip.small) - length, size=args.batch_size)
+    # (drawn only when used, so that runs with consecutive frames keep their random stream)
+    strides = rng.integers(1, max_stride + 1, size=args.batch_size) if max_stride > 1 else np.ones(args.batch_size, int)
+    starts = rng.integers(0, len(clip.small) - strides * length, size=args.batch_size)
     flip = rng.random(args.batch_size) < 0.5
-    return sample_sequences(clip, starts, length, np.zeros(args.batch_size, bool), flip, crop, rng)
+    return sample_sequences(clip, starts, length, np.zeros(args.batch_size, bool), flip, crop, rng, strides)
 
 
 def synthetic_batch(model: GSVNet, stills: list[LabelledFrame], length: int, args: argparse.Namespace,
@@ -276,7 +280,8 @@ def train_end_to_end(model: GSVNet, clips: list[PreparedClip], stills: list[Labe
             group["lr"] = poly_lr(peak, step, args.steps, warmup_steps=50)
         length = int(rng.integers(1, args.max_interval + 1))
         synthetic = bool(stills) and rng.random() < args.synthetic
-        batch = synthetic_batch(model, stills, length, args, rng) if synthetic else clip_batch(clips, length, args, rng)
+        batch = (synthetic_batch(model, stills, length, args, rng) if synthetic
+                 else clip_batch(clips, length, args, rng, args.clip_stride))
         loss = sequence_loss(model, batch, objective, length, synthetic, shares)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -323,10 +328,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flow-steps", type=int, default=3000, help="flow pre-training steps against DIS (0: none)")
     p.add_argument("--flow-from", default=None, help="start the flow net from this checkpoint's (e.g. the full variant's final.pt)")
     p.add_argument("--intra-steps", type=int, default=1000, help="intra pre-training steps (teacher on clips, ground truth on CamVid train; 0: none)")
+    p.add_argument("--guide-init", type=float, nargs=2, default=(2.0, 0.5), metavar=("CENTRE", "OTHERS"),
+                   help="initial bias of the guiding net's last BatchNorm for the unshifted candidate and for every "
+                        "other one (larger CENTRE: starts closer to plain warping)")
     p.add_argument("--steps", type=int, default=1500, help="end-to-end steps")
     p.add_argument("--batch-size", type=int, default=4, help="sequences per step")
     p.add_argument("--kl-scale", type=int, default=4, help="the KL to the teacher is taken on scores upsampled this many "
                    "times from the 1/8 grid (8: the frame size)")
+    p.add_argument("--clip-stride", type=int, default=1,
+                   help="end-to-end clip sequences take every s-th frame, s drawn from 1..this (the clips are 25 fps, "
+                        "the CamVid sequence that selects and reports 15 Hz)")
     p.add_argument("--max-interval", type=int, default=5, help="propagation length l is drawn from 1..max-interval")
     p.add_argument("--crop-fraction", type=float, default=0.75, help="crop of a clip's 1/8 grid per sequence (paper: 3/4)")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"), help="optimiser")
@@ -382,7 +393,7 @@ def main(argv: list[str] | None = None) -> dict:
     flow_check = heldout_flow_l1(model, held_clips)
     print(f"held-out flow L1 to DIS: flow net {flow_check['flow_net']:.3f}, zero flow {flow_check['zero_flow']:.3f} grid px", flush=True)
     intra_losses = pretrain_intra(model, clips, stills, objective, args, rng) if args.intra_steps and args.variant == "full" else []
-    init_guide(model)
+    init_guide(model, *args.guide_init)
     result = train_end_to_end(model, clips, stills, objective, selection, args, rng, out)
 
     summary = {"variant": args.variant, "args": vars(args), "clips": spans, "wall_s": round(time.time() - started, 1),
