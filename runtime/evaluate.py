@@ -61,6 +61,12 @@ class Runner:
     description: str
     class_names: list[str]
     backend: str = REFERENCE  # the resolved backend name
+    int8: bool = False  # the engines' keyframe graph is INT8
+
+    @property
+    def section_suffix(self) -> str:
+        """'' for the PyTorch reference, else '_BACKEND' (and '_int8' for an INT8 keyframe graph)."""
+        return "" if self.backend == REFERENCE else f"_{self.backend}" + ("_int8" if self.int8 else "")
 
 
 def make_stepper(args: argparse.Namespace, checkpoint: str | Path, variant: str = "full") -> Runner:
@@ -82,7 +88,8 @@ def make_stepper(args: argparse.Namespace, checkpoint: str | Path, variant: str 
     name, why = select_backend(args.backend, manifest)
     backend = create_backend(name, manifest, threads=args.threads, profile=False)
     return Runner(backend, tuple(backend.frame_size), f"{name} ({why}; engines {args.engines})",
-                  list(manifest.model["class_names"]), name)
+                  list(manifest.model["class_names"]), name,
+                  manifest.graphs.get("keyframe", {}).get("precision") == "int8")
 
 
 def engines_manifest(args: argparse.Namespace):
@@ -127,7 +134,7 @@ def evaluate_camvid(args: argparse.Namespace) -> dict:
     # the reference at the native size is "camvid"; other sizes and backends get their own
     # sections ("camvid_272x360", "camvid_onnxruntime") so that all of them are kept side by side
     key = "camvid" + ("" if list(size) == result["label_size"] else f"_{size[0]}x{size[1]}")
-    key += "" if runner.backend == REFERENCE else f"_{runner.backend}"
+    key += runner.section_suffix
     return {key: result}
 
 
@@ -182,7 +189,7 @@ def evaluate_camvid_sequence(args: argparse.Namespace) -> dict:
           f"({frames[targets[0]].name}..{frames[targets[-1]].name}) at distances 0..{args.max_distance}, frames fed at "
           f"{size[0]}x{size[1]}, scored against ground truth at {frames[0].label.shape[0]}x{frames[0].label.shape[1]}; mIoU %")
     print(propagation_table(rows, args.max_distance))
-    return {"camvid_sequence" + ("" if main_runner.backend == REFERENCE else f"_{main_runner.backend}"): {
+    return {"camvid_sequence" + main_runner.section_suffix: {
         "data": str(args.data), "half": args.half, "frames": [frames[targets[0]].name, frames[targets[-1]].name],
         "targets": len(targets), "frame_size": list(size), "label_size": list(frames[0].label.shape),
         "reference": "ground truth (11 classes, void ignored)", "rows": rows}}
@@ -205,7 +212,8 @@ def evaluate_video(args: argparse.Namespace) -> dict:
     print(f"propagation on held-out frames {held.start}..{held.stop - 1} of {args.video} at {size[0]}x{size[1]}, "
           f"scored on {targets.start}..{targets.stop - 1} (reference: the keyframe net's own prediction; mIoU %)")
     print(propagation_table(rows, args.max_distance))
-    return {"video": {"video": str(args.video), "frame_size": list(size), "heldout_frames": [held.start, held.stop],
+    # one section per clip and backend ("video_solidWhiteRight", "video_solidWhiteRight_onnxruntime")
+    return {f"video_{Path(args.video).stem}{main_runner.section_suffix}": {"video": str(args.video), "frame_size": list(size), "heldout_frames": [held.start, held.stop],
                       "scored_frames": [targets.start, targets.stop], "holdout": args.holdout,
                       "reference": "keyframe net per-frame prediction", "rows": rows}}
 

@@ -148,7 +148,7 @@ def test_video_protocol_on_a_static_clip(tmp_path, rng):
     ckpt = save_checkpoint(tmp_path / "kf.pt", GSVNet(camvid_config("swiftnet_r18")))
     section = evaluate.main(["video", "--video", str(video), "--size", "64", "96", "--checkpoint", str(ckpt),
                              "--no-intra-checkpoint", str(ckpt), "--max-distance", "3", "--holdout", "0.5",
-                             "--json", str(tmp_path / "v.json")])["video"]
+                             "--json", str(tmp_path / "v.json")])["video_still"]
     assert section["heldout_frames"] == [6, 12] and section["scored_frames"] == [9, 12]
     rows = section["rows"]
     assert list(rows) == ["gsvnet", "without_intra", "warp_only", "hold"]
@@ -239,3 +239,10 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path):
     assert engines.returncode == 2 and engines.stderr.startswith("error: ") and "Traceback" not in engines.stderr
     checkpoint = run_module("runtime.evaluate", "camvid-sequence", "--checkpoint", str(tmp_path / "x.pt"), "--json", "")
     assert checkpoint.returncode == 2 and "checkpoint not found" in checkpoint.stderr
+
+
+def test_sections_name_the_backend_and_an_int8_keyframe_graph():
+    reference = evaluate.Runner(None, None, "", [])
+    fp32 = evaluate.Runner(None, (8, 8), "", [], "onnxruntime")
+    int8 = evaluate.Runner(None, (8, 8), "", [], "onnxruntime", True)
+    assert (reference.section_suffix, fp32.section_suffix, int8.section_suffix) == ("", "_onnxruntime", "_onnxruntime_int8")
