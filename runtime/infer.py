@@ -17,7 +17,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -174,6 +174,19 @@ def _stream_paths(args: argparse.Namespace) -> list[tuple[Path, Path | None, Pat
     return plan
 
 
+def load_backend(name: str, manifest, threads: int, profile: bool, recalibrate: bool = False,
+                 log: Callable[[str], None] = print) -> "Backend":
+    """Backend ``name`` loaded as runtime.infer runs it: the CPU backends get the per-graph thread
+    plan within the budget (``threads``, 0: the usable cores; calibrated once per engines folder and
+    machine), so a caller that keeps one backend for many videos (a fleet worker) runs like the CLI."""
+    from .backends import create_backend
+    from .calibration import thread_plan
+    from .threads import usable_cores
+
+    plan = thread_plan(name, manifest, threads or usable_cores(), recalibrate, log)
+    return create_backend(name, manifest, threads=threads, profile=profile, plan=plan)
+
+
 class Run:
     """One inference run over one or several videos: ``__init__`` does every check that can fail
     before an output file exists; ``process`` segments the frames; ``abort`` removes partial outputs."""
@@ -182,8 +195,7 @@ class Run:
         """``backend``: one already loaded from ``args.engines`` (a worker that segments many videos
         loads it once; its stage timer is reset so the stats cover this run); by default
         ``args.backend`` is selected and loaded here."""
-        from .backends import GPU_BACKENDS, create_backend, select_backend
-        from .calibration import thread_plan
+        from .backends import GPU_BACKENDS, select_backend
         from .outputs import check_output_path
         from .threads import codec_threads, usable_cores
 
@@ -206,9 +218,7 @@ class Run:
                 name, why = select_backend(args.backend, self.manifest)
                 started = time.perf_counter()
                 profile = args.profile_stages or name not in GPU_BACKENDS
-                plan = thread_plan(name, self.manifest, budget, args.calibrate, log)
-                self.backend = create_backend(name, self.manifest, threads=args.threads, profile=profile,
-                                              plan=plan)
+                self.backend = load_backend(name, self.manifest, args.threads, profile, args.calibrate, log)
                 self.load_seconds = time.perf_counter() - started
             else:
                 if backend.manifest.folder.resolve() != self.manifest.folder.resolve():

@@ -28,8 +28,8 @@ class SegmentWorker:
 
         from export.manifest import load_manifest
 
-        from ..backends import GPU_BACKENDS, create_backend, select_backend
-        from ..infer import USER_ERRORS
+        from ..backends import GPU_BACKENDS, select_backend
+        from ..infer import USER_ERRORS, load_backend
 
         self.out_dir = Path(out_dir)
         self.info: dict = {"pid": os.getpid(), "host": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(),
@@ -46,7 +46,8 @@ class SegmentWorker:
             self.engines_identity = engines_identity(manifest)
             name, why = select_backend(backend, manifest)  # per node: TensorRT engines are checked against this GPU
             started = time.perf_counter()
-            self.backend = create_backend(name, manifest, threads=threads, profile=name not in GPU_BACKENDS)
+            self.backend = load_backend(name, manifest, threads, profile=name not in GPU_BACKENDS,
+                                        log=lambda line: None)
             self.info.update(backend=name, why=why, detail=self.backend.describe(),
                              load_seconds=round(time.perf_counter() - started, 3))
         except USER_ERRORS as e:

@@ -33,6 +33,8 @@ def test_outputs_equal_runtime_infer_and_summary_lists_every_video(fleet_run, fl
         assert row["node"] == workers[row["worker"]]["node_ip"] and row["host"] == socket.gethostname()
         assert row["worker_pid"] == workers[row["worker"]]["pid"]
     assert {row["worker"] for row in rows.values()} == {"w0", "w1"}  # both workers took videos
+    # each worker runs its engines as runtime.infer does: the per-graph thread plan within its cores
+    assert all("CPU budget 1" in w["detail"] for w in summary["workers"]), [w["detail"] for w in summary["workers"]]
     assert summary["frames_segmented"] == sum(r["frames"] for r in rows.values()) and summary["cluster_fps"] > 0
     assert not partial_files(fleet_run)
 
