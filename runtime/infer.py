@@ -25,6 +25,7 @@ from export.build_engines import parse_size
 from export.manifest import ManifestError, load_manifest
 from gsvnet.checkpoint import CheckpointError
 
+from .arguments import alpha_value, non_negative_int, positive_int
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -35,36 +36,6 @@ SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 EXIT_LOST_FRAMES = 3  # outputs are complete for every decodable frame, but frames were lost
 #: errors the user can fix: printed as one line, exit status 2 (or their own exit_code)
 USER_ERRORS = (UserError, ManifestError, CheckpointError)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def alpha_value(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

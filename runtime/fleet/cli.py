@@ -9,29 +9,10 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from ..infer import DEFAULT_ENGINES, SIGNAL_EXIT, USER_ERRORS, alpha_value, non_negative_int, positive_int
+from ..arguments import alpha_value, non_negative_float, non_negative_int, positive_float, positive_int
+from ..infer import DEFAULT_ENGINES, SIGNAL_EXIT, USER_ERRORS
 from .job import FleetJob
 from .scheduler import FleetEvent
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
-    return value
-
-
-def gpu_share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
-    return value
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -76,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "ray://HOST:10001 (Ray client); default: start a local cluster sized to this machine")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="number of workers (default: as many as the cluster's GPUs, or CPUs, allow)")
-    p.add_argument("--gpus-per-worker", type=gpu_share, default=None,
+    p.add_argument("--gpus-per-worker", type=non_negative_float, default=None,
                    help="GPUs each worker reserves, fractions allowed (default: 1 if the cluster has GPUs, else 0)")
     p.add_argument("--cpus-per-worker", type=positive_float, default=1.0,
                    help="CPU cores each worker reserves; CPU backends use that many threads")
