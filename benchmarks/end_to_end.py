@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
 from typing import Callable
@@ -163,7 +163,7 @@ def plot(summary: dict, title: str, path: Path) -> None:
 
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     """The --end-to-end benchmark (benchmarks/end_to_end.py); writes <date>-e2e-<device>.json / .png."""
-    from .fps import CLIP, device_slug, engines_for, environment
+    from .fps import CLIP, engines_for, environment, write_result
 
     if args.quick:
         args.size, args.intervals, args.e2e_eager_intervals, args.e2e_frames, args.e2e_repeats = (64, 112), "1,4", "1", 8, 1
@@ -192,10 +192,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
               "runs": {n: {str(l): v for l, v in per_l.items()} for n, per_l in raw.items()}, **summary}
     log("")
     log(report(summary))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{date.today().isoformat()}-e2e-{device_slug(env)}" + ("-quick" if args.quick else "")
-    json_path = args.out_dir / f"{stem}.json"
-    json_path.write_text(json.dumps(result, indent=1) + "\n")
+    json_path = write_result(result, args.out_dir, env, args.quick, kind="e2e")
     plot(summary, f"runtime.infer end to end (decode + overlay encode), {CLIP.name}, {env['cpu'][:40]}",
              json_path.with_suffix(".png"))
     log(f"\nwrote {json_path} and {json_path.with_suffix('.png')}")

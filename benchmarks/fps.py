@@ -104,6 +104,16 @@ def device_slug(env: dict) -> str:
     return ("gpu-" if env["gpu"] else "cpu-") + "-".join(filter(None, keep.split("-")))[:40]
 
 
+def write_result(result: dict, out_dir: Path, env: dict, quick: bool, kind: str = "") -> Path:
+    """Write ``OUT_DIR/<date>-[KIND-]<device>[-quick].json`` and return its path (the plot goes
+    beside it, same name with .png)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{date.today().isoformat()}-{kind + '-' if kind else ''}{device_slug(env)}" + ("-quick" if quick else "")
+    path = out_dir / f"{stem}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return path
+
+
 # ---- inputs ----------------------------------------------------------------------------------
 
 def engines_for(size: tuple[int, int], checkpoint: Path | None, log: Callable[[str], None], precision: str = "fp32",
@@ -376,11 +386,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
         for n in backends if n != baseline}
     log("")
     log(report(result))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{date.today().isoformat()}-{device_slug(env)}" + ("-quick" if args.quick else "")
-    json_path = args.out_dir / f"{stem}.json"
-    json_path.write_text(json.dumps(result, indent=1) + "\n")
-    plot(result, args.out_dir / f"{stem}.png")
+    json_path = write_result(result, args.out_dir, env, args.quick)
+    plot(result, json_path.with_suffix(".png"))
     log(f"\nwrote {json_path} and {json_path.with_suffix('.png')}")
     return result
 
