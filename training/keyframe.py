@@ -169,8 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reschedule", action="store_true",
                    help="with --resume, accept a different --epochs: from the resumed step the learning rate decays "
                         "from its current value to the schedule's floor (1%% of --lr) at the new last epoch (poly, power "
-                        "0.9); the change is "
-                        "recorded in last.pt, history.json and best.pt")
+                        "0.9); the change is recorded in last.pt, history.json and best.pt")
     p.add_argument("--max-steps", type=int, default=0, help="stop after the epoch in which this many steps are done (0: no limit)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (smoke tests)")
     p.add_argument("--no-val", action="store_true", help="skip val scoring (timing runs)")
