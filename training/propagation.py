@@ -13,7 +13,8 @@ What is trained matches what is scored (python -m runtime.evaluate camvid-sequen
    (backward flow in 1/8-grid pixels).
 3. Intra pre-training: the intra net alone, against the teacher on clip frames and the ground
    truth of CamVid train images, so the intra candidate starts useful instead of dying.
-4. End to end over l ~ U{1..max-interval} steps from a keyframe: at every step the scores are
+4. End to end over l steps from a keyframe (--lengths: l ~ U{1..max-interval}, or always
+   max-interval so that every distance weighs the same in the loss): at every step the scores are
    upsampled to the frame size and scored by class-balanced KL to the teacher's softmax (clips)
    or class-balanced cross-entropy to the ground truth (synthetic). The guiding and intra nets
    learn at --lr, the flow net at --flow-lr-e2e (0: frozen), like the official 0.04 vs 1e-4.
@@ -40,7 +41,7 @@ from tqdm import tqdm
 
 from gsvnet import GSVNet, load_checkpoint, ops, save_checkpoint
 from gsvnet.datasets.camvid import NUM_CLASSES, VOID, LabelledFrame, load_split
-from gsvnet.model import grid_size
+from gsvnet.model import GSVNetConfig, grid_size
 from gsvnet.variants import build_variant
 from gsvnet.checkpoint import atomic_torch_save
 from runtime.clips import holdout_split, read_video
@@ -80,6 +81,23 @@ def prepare_clip(model: GSVNet, video: str | Path, size: tuple[int, int], cache:
         atomic_torch_save({"key": key, "small": small, "scores": scores, "flow_forward": clip.flow_forward,
                            "flow_reverse": clip.flow_reverse}, cache)
     return clip
+
+
+def student(teacher: GSVNet, variant: str, intra_channels: int | None = None) -> GSVNet:
+    """The model to train: ``variant`` with ``teacher``'s weights, and an intra net of
+    ``intra_channels`` (freshly initialised when that differs from the teacher's)."""
+    config = teacher.config
+    if intra_channels is None or intra_channels == config.intra_channels:
+        return build_variant(variant, config, teacher.state_dict())
+    if intra_channels < 1:
+        raise ValueError(f"--intra-channels must be >= 1, got {intra_channels}")
+    config = GSVNetConfig.from_dict({**config.to_dict(), "intra_channels": intra_channels})
+    model = build_variant(variant, config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in teacher.state_dict().items() if not k.startswith("intra.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("intra.") for k in missing):
+        raise RuntimeError(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
+    return model.eval()
 
 
 def propagate_with_flow(model: GSVNet, prev_scores: torch.Tensor, prev_small: torch.Tensor,
@@ -278,7 +296,7 @@ def train_end_to_end(model: GSVNet, clips: list[PreparedClip], stills: list[Labe
         set_training(model)
         for group, peak in zip(optimizer.param_groups, peaks):
             group["lr"] = poly_lr(peak, step, args.steps, warmup_steps=50)
-        length = int(rng.integers(1, args.max_interval + 1))
+        length = args.max_interval if args.lengths == "max" else int(rng.integers(1, args.max_interval + 1))
         synthetic = bool(stills) and rng.random() < args.synthetic
         batch = (synthetic_batch(model, stills, length, args, rng) if synthetic
                  else clip_batch(clips, length, args, rng, args.clip_stride))
@@ -338,7 +356,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip-stride", type=int, default=1,
                    help="end-to-end clip sequences take every s-th frame, s drawn from 1..this (the clips are 25 fps, "
                         "the CamVid sequence that selects and reports 15 Hz)")
-    p.add_argument("--max-interval", type=int, default=5, help="propagation length l is drawn from 1..max-interval")
+    p.add_argument("--max-interval", type=int, default=5, help="the longest propagation length l trained and selected on")
+    p.add_argument("--lengths", default="uniform", choices=("uniform", "max"),
+                   help="uniform: every sequence's l is drawn from 1..max-interval and its loss averaged over its l steps, "
+                        "so distance 1 weighs 11x distance 5 (at max-interval 5); max: every sequence runs max-interval "
+                        "steps and every distance weighs the same")
+    p.add_argument("--intra-channels", type=int, default=None,
+                   help="width of the intra net's two hidden convs (default: the checkpoint's; another width starts the "
+                        "intra net from scratch)")
     p.add_argument("--crop-fraction", type=float, default=0.75, help="crop of a clip's 1/8 grid per sequence (paper: 3/4)")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"), help="optimiser")
     p.add_argument("--lr", type=float, default=1e-3, help="end-to-end peak learning rate of the guiding and intra nets")
@@ -362,7 +387,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     teacher, keyframe_meta = load_checkpoint(args.checkpoint)
     device = pick_device(args.device)
-    model = build_variant(args.variant, teacher.config, teacher.state_dict()).to(device)
+    model = student(teacher, args.variant, args.intra_channels).to(device)
     model.keyframe.requires_grad_(False)
     print(f"training the {args.variant} propagation nets on {device}", flush=True)
 

@@ -131,6 +131,40 @@ def test_end_to_end_training_on_a_tiny_clip(tmp_path, rng):
     assert (tmp_path / "p" / f"clip-{video.stem}.pt").is_file()  # the prepared clip is cached
 
 
+def test_student_with_a_wider_intra_net_keeps_every_other_weight():
+    teacher = GSVNet(camvid_config("swiftnet_r18"))
+    model = propagation.student(teacher, "full", 48)
+    assert model.config.intra_channels == 48 and teacher.config.intra_channels == 32
+    assert model.intra.intra_net[0].weight.shape[0] == 48
+    theirs = teacher.state_dict()
+    for k, v in model.state_dict().items():
+        if not k.startswith("intra."):
+            assert torch.equal(v, theirs[k]), k
+    same = propagation.student(teacher, "full", 32)
+    assert torch.equal(same.intra.intra_net[0].weight, teacher.intra.intra_net[0].weight)
+    with pytest.raises(ValueError, match="intra-channels"):
+        propagation.student(teacher, "full", 0)
+
+
+def test_lengths_max_runs_every_sequence_to_the_longest_interval(tmp_path, rng, monkeypatch):
+    video = write_video(tmp_path / "clip.mp4", moving_texture(rng, 16, (128, 192), dx=8))
+    camvid = write_camvid_tree(tmp_path / "cv", rng, {"train": 2, "val": 8}, size=(64, 96))
+    keyframe_ckpt = save_checkpoint(tmp_path / "kf.pt", GSVNet(camvid_config("swiftnet_r18")))
+    seen = []
+    original = propagation.sequence_loss
+    monkeypatch.setattr(propagation, "sequence_loss", lambda *a, **k: (seen.append(a[3]), original(*a, **k))[1])
+    common = ["--checkpoint", str(keyframe_ckpt), "--videos", str(video), "--camvid", str(camvid), "--size", "128", "192",
+              "--synthetic-size", "64", "96", "--synthetic", "0.5", "--flow-steps", "0", "--intra-steps", "0", "--steps", "8",
+              "--eval-every", "8", "--batch-size", "1", "--max-interval", "3", "--seed", "2", "--intra-channels", "16"]
+    propagation.main(common + ["--out", str(tmp_path / "max"), "--lengths", "max"])
+    assert seen == [3] * 8
+    model, _ = load_checkpoint(tmp_path / "max" / "final.pt")
+    assert model.config.intra_channels == 16  # the wider/narrower intra net is what the checkpoint rebuilds
+    seen.clear()
+    propagation.main(common + ["--out", str(tmp_path / "uniform"), "--cache-dir", str(tmp_path / "max")])
+    assert set(seen) <= {1, 2, 3} and len(set(seen)) > 1
+
+
 def test_device_choice(monkeypatch):
     from training.state import pick_device
 
