@@ -34,6 +34,20 @@ def enet_weights(frequencies: np.ndarray, c: float = 1.02) -> np.ndarray:
     return (1.0 / np.log(c + np.asarray(frequencies, dtype=np.float64))).astype(np.float32)
 
 
+CLASS_WEIGHTS = ("enet", "sqrt", "none")
+
+
+def class_weights(kind: str, frequencies: np.ndarray) -> np.ndarray:
+    """Per-class loss weights (float32 [C]): ``enet`` weights, their square root (milder), or ones (``none``)."""
+    if kind == "enet":
+        return enet_weights(frequencies)
+    if kind == "sqrt":
+        return np.sqrt(enet_weights(frequencies)).astype(np.float32)
+    if kind == "none":
+        return np.ones(len(frequencies), np.float32)
+    raise ValueError(f"unknown class weighting {kind!r}; choose one of {CLASS_WEIGHTS}")
+
+
 class SegmentationLoss:
     """Cross-entropy of logits [B,C,H,W] against labels [B,H,W] (``ignore`` skipped), in one of LOSSES."""
 

@@ -49,7 +49,7 @@ from runtime.clips import holdout_split, read_video
 from .clip import PreparedClip, keyframe_scores, sample_sequences
 from .egomotion import grid_flows, sequence as egomotion_sequence
 from .flow_targets import clip_flows
-from .losses import class_frequencies, enet_weights
+from .losses import CLASS_WEIGHTS, class_frequencies, class_weights
 from .optim import make_optimizer, poly_lr, set_lr
 from .selection import SelectionSet, mean_over
 from .state import pick_device, start_run
@@ -353,6 +353,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4, help="sequences per step")
     p.add_argument("--kl-scale", type=int, default=4, help="the KL to the teacher is taken on scores upsampled this many "
                    "times from the 1/8 grid (8: the frame size)")
+    p.add_argument("--class-weights", default="enet", choices=CLASS_WEIGHTS,
+                   help="per-class weights of both losses, from the CamVid train class shares: enet (1/ln(1.02+p)), "
+                        "their square root, or none. Rare-class weights bias the filter towards growing rare classes "
+                        "a little at every step, which compounds over the steps of an interval")
     p.add_argument("--clip-stride", type=int, default=1,
                    help="end-to-end clip sequences take every s-th frame, s drawn from 1..this (the clips are 25 fps, "
                         "the CamVid sequence that selects and reports 15 Hz)")
@@ -406,7 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_stills = load_split(args.camvid, "train", args.limit)
     stills = train_stills if args.synthetic > 0 else []
     frequencies = class_frequencies([f.label for f in train_stills], NUM_CLASSES)
-    objective = Objective(torch.from_numpy(enet_weights(frequencies)), model.align_corners, args.kl_scale)
+    objective = Objective(torch.from_numpy(class_weights(args.class_weights, frequencies)), model.align_corners, args.kl_scale)
     selection = SelectionSet.prepare(model, load_split(args.camvid, "val", args.limit), tuple(args.synthetic_size),
                                      args.max_interval, "first")
 

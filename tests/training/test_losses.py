@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.losses import SegmentationLoss, class_frequencies, enet_weights
+from training.losses import SegmentationLoss, class_frequencies, class_weights, enet_weights
 from training.precision import cpu_has_native_bf16, pick_amp
 
 
@@ -61,3 +61,13 @@ def test_bf16_is_picked_only_where_the_cpu_has_it():
     assert pick_amp("bf16", torch.device("cpu")) is torch.bfloat16
     with pytest.raises(SystemExit, match="--amp fp16 is not supported"):
         pick_amp("fp16", torch.device("cuda"))
+
+
+def test_class_weight_kinds():
+    freq = np.array([0.5, 0.3, 0.2])
+    enet = [1 / math.log(1.02 + f) for f in freq]
+    np.testing.assert_allclose(class_weights("enet", freq), enet, rtol=1e-6)
+    np.testing.assert_allclose(class_weights("sqrt", freq), np.sqrt(enet), rtol=1e-6)
+    np.testing.assert_array_equal(class_weights("none", freq), [1, 1, 1])
+    with pytest.raises(ValueError, match="unknown class weighting"):
+        class_weights("median", freq)
