@@ -13,10 +13,10 @@ What is trained matches what is scored (python -m runtime.evaluate camvid-sequen
    (backward flow in 1/8-grid pixels).
 3. Intra pre-training: the intra net alone, against the teacher on clip frames and the ground
    truth of CamVid train images, so the intra candidate starts useful instead of dying.
-4. End to end over l steps from a keyframe (--lengths: l ~ U{1..max-interval}, or always
-   max-interval so that every distance weighs the same in the loss): at every step the scores are
-   upsampled to the frame size and scored by class-balanced KL to the teacher's softmax (clips)
-   or class-balanced cross-entropy to the ground truth (synthetic). The guiding and intra nets
+4. End to end over l steps from a keyframe (--lengths: always max-interval, so that every
+   distance weighs the same in the loss, or l ~ U{1..max-interval}): at every step the scores are
+   upsampled to the frame size and scored by KL to the teacher's softmax (clips) or cross-entropy
+   to the ground truth (synthetic), optionally class-weighted (--class-weights). The guiding and intra nets
    learn at --lr, the flow net at --flow-lr-e2e (0: frozen), like the official 0.04 vs 1e-4.
    The guiding net starts with every candidate alive (BatchNorm gain 1, positive biases, the
    unshifted candidate largest); candidate shares are logged and a dead one is reported.
@@ -353,15 +353,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4, help="sequences per step")
     p.add_argument("--kl-scale", type=int, default=4, help="the KL to the teacher is taken on scores upsampled this many "
                    "times from the 1/8 grid (8: the frame size)")
-    p.add_argument("--class-weights", default="enet", choices=CLASS_WEIGHTS,
-                   help="per-class weights of both losses, from the CamVid train class shares: enet (1/ln(1.02+p)), "
-                        "their square root, or none. Rare-class weights bias the filter towards growing rare classes "
-                        "a little at every step, which compounds over the steps of an interval")
+    p.add_argument("--class-weights", default="none", choices=CLASS_WEIGHTS,
+                   help="per-class weights of both losses, from the CamVid train class shares: enet (1/ln(1.02+p), as the "
+                        "official trainer), their square root, or none. Rare-class weights bias the filter towards "
+                        "growing rare classes a little at every step, which compounds over an interval (docs/accuracy.md)")
     p.add_argument("--clip-stride", type=int, default=1,
                    help="end-to-end clip sequences take every s-th frame, s drawn from 1..this (the clips are 25 fps, "
                         "the CamVid sequence that selects and reports 15 Hz)")
     p.add_argument("--max-interval", type=int, default=5, help="the longest propagation length l trained and selected on")
-    p.add_argument("--lengths", default="uniform", choices=("uniform", "max"),
+    p.add_argument("--lengths", default="max", choices=("uniform", "max"),
                    help="uniform: every sequence's l is drawn from 1..max-interval and its loss averaged over its l steps, "
                         "so distance 1 weighs 11x distance 5 (at max-interval 5); max: every sequence runs max-interval "
                         "steps and every distance weighs the same")

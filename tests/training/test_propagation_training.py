@@ -156,12 +156,12 @@ def test_lengths_max_runs_every_sequence_to_the_longest_interval(tmp_path, rng, 
     common = ["--checkpoint", str(keyframe_ckpt), "--videos", str(video), "--camvid", str(camvid), "--size", "128", "192",
               "--synthetic-size", "64", "96", "--synthetic", "0.5", "--flow-steps", "0", "--intra-steps", "0", "--steps", "8",
               "--eval-every", "8", "--batch-size", "1", "--max-interval", "3", "--seed", "2", "--intra-channels", "16"]
-    propagation.main(common + ["--out", str(tmp_path / "max"), "--lengths", "max"])
+    propagation.main(common + ["--out", str(tmp_path / "max")])  # the default
     assert seen == [3] * 8
     model, _ = load_checkpoint(tmp_path / "max" / "final.pt")
     assert model.config.intra_channels == 16  # the wider/narrower intra net is what the checkpoint rebuilds
     seen.clear()
-    propagation.main(common + ["--out", str(tmp_path / "uniform"), "--cache-dir", str(tmp_path / "max")])
+    propagation.main(common + ["--out", str(tmp_path / "uniform"), "--cache-dir", str(tmp_path / "max"), "--lengths", "uniform"])
     assert set(seen) <= {1, 2, 3} and len(set(seen)) > 1
 
 
