@@ -44,6 +44,7 @@ from gsvnet.datasets.camvid import NUM_CLASSES, VOID, LabelledFrame, load_split
 from gsvnet.model import GSVNetConfig, grid_size
 from gsvnet.variants import build_variant
 from gsvnet.checkpoint import atomic_torch_save
+from runtime.arguments import positive_int
 from runtime.clips import holdout_split, read_video
 
 from .clip import PreparedClip, keyframe_scores, sample_sequences
@@ -93,7 +94,7 @@ def student(teacher: GSVNet, variant: str, intra_channels: int | None = None) ->
         raise ValueError(f"--intra-channels must be >= 1, got {intra_channels}")
     config = GSVNetConfig.from_dict({**config.to_dict(), "intra_channels": intra_channels})
     model = build_variant(variant, config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in teacher.state_dict().items() if not k.startswith("intra.")}
+    state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("intra.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("intra.") for k in missing):
         raise RuntimeError(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
@@ -365,7 +366,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="uniform: every sequence's l is drawn from 1..max-interval and its loss averaged over its l steps, "
                         "so distance 1 weighs 11x distance 5 (at max-interval 5); max: every sequence runs max-interval "
                         "steps and every distance weighs the same")
-    p.add_argument("--intra-channels", type=int, default=None,
+    p.add_argument("--intra-channels", type=positive_int, default=None,
                    help="width of the intra net's two hidden convs (default: the checkpoint's; another width starts the "
                         "intra net from scratch)")
     p.add_argument("--crop-fraction", type=float, default=0.75, help="crop of a clip's 1/8 grid per sequence (paper: 3/4)")

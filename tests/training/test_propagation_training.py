@@ -146,6 +146,14 @@ def test_student_with_a_wider_intra_net_keeps_every_other_weight():
         propagation.student(teacher, "full", 0)
 
 
+
+def test_intra_channels_flag_refuses_a_non_positive_width(capsys):
+    with pytest.raises(SystemExit) as e:
+        propagation.parse_args(["--checkpoint", "x.pt", "--intra-channels", "0"])
+    assert e.value.code == 2
+    assert "--intra-channels: must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_lengths_max_runs_every_sequence_to_the_longest_interval(tmp_path, rng, monkeypatch):
     video = write_video(tmp_path / "clip.mp4", moving_texture(rng, 16, (128, 192), dx=8))
     camvid = write_camvid_tree(tmp_path / "cv", rng, {"train": 2, "val": 8}, size=(64, 96))
