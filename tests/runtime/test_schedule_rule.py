@@ -1,0 +1,69 @@
+"""Every scheduler places keyframes by the written rule (tests/independent.py
+``documented_keyframes``: frame 0, then every l-th frame, stream s of S staggered earlier by
+floor(s*l/S)), checked against that rule and not against another scheduler."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from export.manifest import STAGES, load_manifest
+from gsvnet import KeyframeScheduler
+from runtime.backends import create_backend
+from runtime.multistream import MultiStreamScheduler
+from runtime.pipeline import LookaheadScheduler, schedule
+from runtime.threads import plan_threads
+from tests.conftest import ENGINE_SIZE
+from tests.independent import documented_keyframes
+
+FRAMES = 14
+SIZE = (16, 24)  # label size: small, the labels are not what is checked here
+
+
+def rule(count: int, interval: int, stream: int = 0, streams: int = 1) -> list[int]:
+    return list(itertools.takewhile(lambda i: i < count, documented_keyframes(interval, stream, streams)))
+
+
+@pytest.fixture(scope="module")
+def backend(engines):
+    return create_backend("onnxruntime", load_manifest(engines), plan=plan_threads(2, list(STAGES)))
+
+
+def frames(count: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (1, *ENGINE_SIZE, 3), dtype=np.uint8) for _ in range(count)]
+
+
+@pytest.mark.parametrize("interval", [1, 2, 4, 5])
+def test_single_stream_and_lookahead_follow_the_rule(backend, interval):
+    source = frames(FRAMES, interval)
+    single = [r.index for r in KeyframeScheduler(backend, interval, SIZE).run(iter(source)) if r.keyframe]
+    ahead = [r.index for _, r in LookaheadScheduler(backend, interval, SIZE, 2).run(iter(enumerate(source)))
+             if r.keyframe]
+    assert single == rule(FRAMES, interval), "KeyframeScheduler"
+    assert ahead == rule(FRAMES, interval), "LookaheadScheduler"
+
+
+@pytest.mark.parametrize("streams,interval", [(2, 4), (3, 4), (4, 4), (3, 5)])
+def test_multi_stream_staggers_by_the_rule(backend, streams, interval):
+    sources = [iter(frames(FRAMES, s)) for s in range(streams)]
+    keys: list[list[int]] = [[] for _ in range(streams)]
+    for tick in MultiStreamScheduler(backend, interval, [SIZE] * streams).run(sources):
+        for s, result in tick:
+            if result.keyframe:
+                keys[s].append(result.index)
+    assert keys == [rule(FRAMES, interval, s, streams) for s in range(streams)]
+
+
+@pytest.mark.parametrize("workers,streams", [(0, 1), (2, 1), (0, 3)])
+def test_the_runtime_dispatch_follows_the_rule(backend, workers, streams):
+    """``runtime.pipeline.schedule``, the one entry runtime.infer and the fleet workers call."""
+    sources = [((None, f) for f in frames(FRAMES, s)) for s in range(streams)]
+    keys: list[list[int]] = [[] for _ in range(streams)]
+    for tick in schedule(backend, 4, [SIZE] * streams, sources, workers):
+        for s, _decoded, result in tick:
+            if result.keyframe:
+                keys[s].append(result.index)
+    assert keys == [rule(FRAMES, 4, s, streams) for s in range(streams)]
