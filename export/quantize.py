@@ -149,6 +149,15 @@ def qdq_summary(model: onnx.ModelProto) -> dict:
             "symmetric": all(z.dtype in (np.int8, np.int32) and not z.any() for z in zero_points)}
 
 
+def class_agreement(reference: np.ndarray, quantised: np.ndarray) -> float:
+    """Share of the grid cells whose class (argmax over the class axis 1 of scores [N,C,h,w])
+    is the same in ``quantised`` as in ``reference``, over every cell of every image."""
+    if reference.shape != quantised.shape or reference.ndim != 4:
+        raise BuildError(f"the INT8 keyframe graph's scores {quantised.shape} do not have the FP32 graph's shape "
+                         f"{reference.shape} [N,C,h,w]")
+    return float(np.mean(reference.argmax(axis=1) == quantised.argmax(axis=1)))
+
+
 def quantize_keyframe_graph(folder: Path, fp32_entry: dict, calibration: tuple[list[Path], dict],
                             size: tuple[int, int], log=print) -> dict:
     """Quantise ``folder``'s FP32 keyframe graph into ``keyframe.int8.onnx`` (the FP32 file goes),
@@ -168,7 +177,7 @@ def quantize_keyframe_graph(folder: Path, fp32_entry: dict, calibration: tuple[l
         agree, worst = [], 0.0
         for frame in frames:
             want, got = reference.run(None, {name: frame})[0], quantised.run(None, {name: frame})[0]
-            agree.append(float(np.mean(want.argmax(1) == got.argmax(1))))
+            agree.append(class_agreement(want, got))
             worst = max(worst, float(np.abs(want - got).max()))
         agreement = float(np.mean(agree))
         ok = agreement >= MIN_AGREEMENT
@@ -177,7 +186,8 @@ def quantize_keyframe_graph(folder: Path, fp32_entry: dict, calibration: tuple[l
             f"{'ok' if ok else 'FAILED'}")
         if not ok:
             raise BuildError(f"the INT8 keyframe graph picks the FP32 graph's class on only {100 * agreement:.1f}% of "
-                             f"the grid cells of the calibration frames; no manifest was written")
+                             f"the grid cells of the calibration frames (at least {100 * MIN_AGREEMENT:.0f}% needed); "
+                             "no manifest was written")
         summary = qdq_summary(onnx.load(str(tmp)))
         tmp.replace(out)
     finally:

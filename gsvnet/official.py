@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = model_from_official_files(args.net, args.keyframe, args.propagation, args.flow, args.num_classes)
     except CheckpointError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     save_checkpoint(args.out, model, {"source": "official GSVNet weights", "keyframe": str(args.keyframe),
                                       "propagation": str(args.propagation), "flow": str(args.flow) if args.flow else None})

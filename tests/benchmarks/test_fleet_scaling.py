@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from benchmarks.clips import frame_count, split_video
+from tests.requirements import require_module
 from tests.runtime.videos import write_video
 
 
@@ -18,7 +17,7 @@ def test_split_video_covers_every_frame_once(tmp_path):
 
 
 def test_scaling_run_records_each_configuration_with_the_load(engines, tmp_path):
-    pytest.importorskip("ray")
+    require_module("ray", "benchmarks.fleet_scaling runs the fleet on a Ray cluster")
     from benchmarks.fleet_scaling import main
 
     video = write_video(tmp_path / "v.mp4", 16, (48, 64))

@@ -19,6 +19,7 @@ Conventions of the official code that matter:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -159,3 +160,45 @@ def propagate_sequence(state: dict, key_scores: torch.Tensor, smalls_bgr: list[t
         pred = guided_conv(grm, mc_warp(pred, flow), cur)
         out.append(pred)
     return out
+
+
+# ---- float64 NumPy statements of the fusion and the edge map, for tests at their constants ----
+# The official file is model/gsv/network.py at commit 48cc199 of robert80203/GSVNet:
+#   lines 15-23  IdealDelayKernels(3, 9): unit impulses at the 8 off-centre taps (row-major), and
+#                the 9th kernel left all zero (filled only when out_channel > 9): the null candidate
+#   line 41      cat(x, 9 delayed copies) -> [warped, 8 shifts, zero]; line 94 appends intra
+#   line 86      edge = conv2d(argmax(x).float(), Laplacian, padding=1): ZERO padding
+#                ("image boundary will be included"); model/guide/networks.py line 38: edge != 0 -> 1
+#   line 88      guide_feat / (sum(guide_feat, dim=1) + 1e-9): all 11 weights, the zero kernel's too
+
+
+#: the official candidates' delays (dy, dx) for channels 1..8 of the 11: row-major taps without the centre
+OFFICIAL_DELAYS = [(i - 1, j - 1) for i in range(3) for j in range(3) if (i, j) != (1, 1)]
+
+
+def fusion_np(warped: np.ndarray, intra: np.ndarray, w11: np.ndarray, eps: float = EPS,
+              null_in_denominator: bool = True) -> np.ndarray:
+    """The official fusion in float64: w11 [N,11,h,w] in the official order [warped, 8 delayed
+    copies, zero kernel, intra], divided by their sum + ``eps``, weighing those candidates.
+    ``null_in_denominator=False`` states the variant without the null candidate (for tests that
+    show it matters)."""
+    w = w11.astype(np.float64)
+    denominator = (w.sum(1, keepdims=True) if null_in_denominator else w.sum(1, keepdims=True) - w[:, 9:10]) + eps
+    w = w / denominator
+    warped, intra = warped.astype(np.float64), intra.astype(np.float64)
+    h, wd = warped.shape[-2:]
+    padded = np.pad(warped, ((0, 0), (0, 0), (1, 1), (1, 1)))  # conv3d padding=(0, 1, 1): zeros outside
+    delayed = [padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + wd] for dy, dx in OFFICIAL_DELAYS]
+    candidates = [warped, *delayed, np.zeros_like(warped), intra]
+    return sum(w[:, k : k + 1] * c for k, c in enumerate(candidates))
+
+
+def edge_map_np(labels: np.ndarray, padding: str = "constant") -> np.ndarray:
+    """The official edge map of a label map [N,h,w] in float64: 3x3 Laplacian (centre -8) of the
+    labels with ``padding`` ('constant': zeros, the official; 'edge': replicate, for tests that
+    show the difference), non-zero -> 1. Returns [N,1,h,w]."""
+    x = np.pad(labels.astype(np.float64), ((0, 0), (1, 1), (1, 1)), mode=padding)
+    h, w = labels.shape[-2:]
+    window = sum(x[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    response = window - 9 * x[:, 1:-1, 1:-1]  # the 8 neighbours - 8 * the centre
+    return (response != 0).astype(np.float64)[:, None]

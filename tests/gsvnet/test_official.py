@@ -128,6 +128,19 @@ def test_official_files_as_the_official_trainer_saves_them(tmp_path, official_st
         model_from_official_files("swiftnet_r18", tmp_path / "swiftnet.pth", tmp_path / "noflow.pth")
 
 
+def test_command_reports_a_missing_file_in_one_line_on_stderr(tmp_path):
+    """python -m gsvnet.official as every other command: ``error: ...`` alone on stderr, nothing on
+    stdout, exit 2, no checkpoint written."""
+    from tests.conftest import run_module
+
+    out = tmp_path / "gsvnet.pt"
+    proc = run_module("gsvnet.official", "--net", "swiftnet_r18", "--keyframe", str(tmp_path / "swiftnet.pth"),
+                      "--propagation", str(tmp_path / "gsvnet.pth.tar"), "--out", str(out))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr == f"error: official checkpoint not found: {tmp_path / 'gsvnet.pth.tar'}\n"
+    assert proc.stdout == "" and not out.exists()
+
+
 def test_official_resampling_follows_the_official_pipeline():
     """config.resampling = 'official': 1/8 frame, keyframe input/output and labels resized the way
     trainer/gsvnet_trainer.py does (bilinear, align_corners=True; keyframe input h//4*3)."""

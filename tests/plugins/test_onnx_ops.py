@@ -15,6 +15,7 @@ from plugins import cpu
 from plugins.onnx_ops import DOMAIN, as_custom_op
 from tests.plugins.helpers import (ChunkFilterModule, WarpModule, errors, export, filter_inputs, reference_filter,
                                    reference_warp, warp_inputs)
+from tests.requirements import require_module
 
 EXPORT_SHAPE = (1, 4, 6, 7)
 
@@ -125,7 +126,7 @@ CONTRIB = "ai.onnx.contrib"  # the only domain onnxruntime-extensions' Python op
 def _register_cpu_ops() -> str:
     """Register WarpByFlow/ChunkFilter (float32) as onnxruntime-extensions Python ops backed by
     the CPU build of the kernels; returns the extensions library path."""
-    ortx = pytest.importorskip("onnxruntime_extensions", reason="onnxruntime-extensions not installed (pip install -e '.[dev]')")
+    ortx = require_module("onnxruntime_extensions", "the bare custom-op nodes run through its Python custom ops")
     f32 = ortx.PyCustomOpDef.dt_float
 
     @ortx.onnx_op(op_type="WarpByFlow", inputs=[f32, f32], outputs=[f32])

@@ -218,7 +218,6 @@ def test_camvid_same_miou_through_pytorch_and_onnxruntime(tmp_path, rng, engines
 
 
 def test_evaluate_through_a_runtime_backend(tmp_path, rng, engines):
-    pytest.importorskip("onnxruntime")
     data = write_camvid_tree(tmp_path / "camvid", rng, {"test": 2}, size=(64, 80))
     section = evaluate.main(["camvid", "--data", str(data), "--backend", "onnxruntime", "--engines", str(engines),
                              "--json", str(tmp_path / "e.json")])

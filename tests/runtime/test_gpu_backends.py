@@ -119,14 +119,26 @@ def torch_cuda(engines):
     return create_backend("torch-cuda", manifest)
 
 
+# Share of pixels whose torch-cuda label must equal the FP32 CPU torch backend's on the real clip, for
+# the precision torch-cuda runs (gpu_checks.gpu_precision: FP16 on Turing and newer, FP32 on Pascal).
+# FP32 on the GPU differs from the CPU only in summation order (~1e-6 relative), which flips a label
+# only at near-exact ties; FP16 rounds every activation to ~1e-3 relative, so the labels of pixels whose
+# two best scores are that close (many, with random weights) may flip, and the flips carry over frames.
+FP32_AGREEMENT = 0.999
+FP16_AGREEMENT = 0.995
+TORCH_CUDA_AGREEMENT = {"fp32": FP32_AGREEMENT, "fp16": FP16_AGREEMENT}
+
+
 @pytest.mark.gpu
-def test_torch_cuda_labels_match_torch_cpu_fp32_on_the_real_clip(torch_cuda, engines, real_clip):
+def test_torch_cuda_fp16_or_fp32_labels_agree_with_torch_cpu_fp32_on_the_real_clip(torch_cuda, engines, real_clip):
     frames = clip_frames(real_clip, CLIP_FRAMES)
     reference = clip_labels(create_backend("torch", load_manifest(engines)), frames)
     got = clip_labels(torch_cuda, frames)
     agreement = float(np.mean(got == reference))
-    print(f"torch-cuda vs torch CPU FP32: {agreement:.4%} of pixels agree over {len(frames)} frames ({torch_cuda.describe()})")
-    assert agreement >= 0.99, agreement
+    need = TORCH_CUDA_AGREEMENT[torch_cuda.precision]
+    print(f"torch-cuda {torch_cuda.precision.upper()} vs torch CPU FP32: {agreement:.4%} of pixels agree over "
+          f"{len(frames)} frames, need {need:.1%} ({torch_cuda.describe()})")
+    assert agreement >= need, f"{torch_cuda.precision}: {agreement:.4%} < {need:.1%}"
 
 
 @pytest.mark.gpu

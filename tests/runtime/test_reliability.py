@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
@@ -139,30 +140,93 @@ def test_output_paths(engines, tmp_path):
 
 PR_CAPBSET_DROP = 24  # prctl option, <linux/prctl.h>
 CAP_DAC_OVERRIDE = 1  # <linux/capability.h>: bypass file write/read/execute permission checks
+CLONE_NEWUSER = 0x10000000  # <linux/sched.h>
 
 
 def _drop_dac_override() -> None:
-    """``preexec_fn``: remove CAP_DAC_OVERRIDE from the bounding set. A root process gets exactly
-    its bounding set as capabilities at exec, so the child then obeys write permissions like any user."""
+    """``preexec_fn``: remove CAP_DAC_OVERRIDE from the bounding set (needs CAP_SETPCAP). A root
+    process gets exactly its bounding set as capabilities at exec, so the child then obeys write
+    permissions like any user."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE)")
 
 
+def _enter_user_namespace() -> None:
+    """``preexec_fn``: move into a new user namespace with no uid mapping (for a root without
+    CAP_SETPCAP). Its uid there maps to no one, so exec keeps no capability, and capabilities never
+    apply to files of unmapped owners; the kernel still sees uid 0, so the owner's permission bits
+    of root's files apply: it reads and writes pytest's 0700 folders, not a 0555 one."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWUSER) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER)")
+
+
+#: ways for a root test to run a command that obeys file permissions, in the order tried
+AS_UNPRIVILEGED_ROOT = {"bounding set without CAP_DAC_OVERRIDE": _drop_dac_override,
+                        "user namespace": _enter_user_namespace}
+
+
+def _failure(preexec: Callable[[], None]) -> str | None:
+    """None when ``preexec`` works in a child process, else its error (subprocess would only say
+    'Exception occurred in preexec_fn')."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave without running any Python cleanup
+        os.close(read)
+        try:
+            preexec()
+        except OSError as e:
+            os.write(write, str(e).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        message = f.read().decode()
+    os.waitpid(pid, 0)
+    return message or None
+
+
+def _root_preexec() -> tuple[Callable[[], None] | None, str]:
+    """(the first way in AS_UNPRIVILEGED_ROOT that works here, its name), or (None, why each failed)."""
+    failures = []
+    for name, preexec in AS_UNPRIVILEGED_ROOT.items():
+        error = _failure(preexec)
+        if error is None:
+            return preexec, name
+        failures.append(f"{name}: {error}")
+    return None, "; ".join(failures)
+
+
+@pytest.mark.parametrize("way", list(AS_UNPRIVILEGED_ROOT))
+def test_each_way_to_run_as_unprivileged_root_obeys_write_permissions(way, tmp_path):
+    """The child of each way is refused a 0555 folder and still writes its own 0700 one (pytest's
+    temporary folders are 0700: the CLI must still read the engines and the video there)."""
+    error = _failure(AS_UNPRIVILEGED_ROOT[way])
+    if error is not None:  # both work as root on a machine like CI's; test_read_only_folder tries each
+        pytest.skip(f"{way} is not available here: {error}")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    tmp_path.chmod(0o700)
+    script = f"touch {ro}/x; echo ro=$?; touch {tmp_path}/y; echo own=$?"
+    proc = subprocess.run(["sh", "-c", script], preexec_fn=AS_UNPRIVILEGED_ROOT[way], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.stdout.split() == ["ro=1", "own=0"], proc.stdout + proc.stderr
+    assert "Permission denied" in proc.stderr and list(ro.iterdir()) == []
+
+
 def test_read_only_folder(engines, tmp_path):
     """A folder without write permission, also when the tests run as root (as CI does): the CLI
-    then runs without the capability that lets root write anywhere."""
+    then runs without the capability that lets root write anywhere (AS_UNPRIVILEGED_ROOT)."""
     video = write_video(tmp_path / "v.mp4", 3, (48, 64))
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
     preexec = None
     if os.geteuid() == 0:
-        try:
-            subprocess.run(["true"], preexec_fn=_drop_dac_override, check=True)
-        except (OSError, subprocess.SubprocessError) as e:
-            pytest.skip(f"running as root and cannot drop CAP_DAC_OVERRIDE for the CLI ({e}); needs CAP_SETPCAP")
-        preexec = _drop_dac_override
+        preexec, why = _root_preexec()
+        if preexec is None:  # a sandbox that allows neither (a machine like CI's allows both)
+            pytest.skip(f"running as root and no way to run the CLI without CAP_DAC_OVERRIDE here ({why})")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "runtime.infer", "--video", str(video), "--engines", str(engines), "--no-progress",
            "--out", str(ro / "o.mp4")]
@@ -191,7 +255,7 @@ def test_engines_folder_problems(engines, tmp_path):
         f.write(b"\0")
     proc = infer(broken, video, tmp_path, "--out", str(tmp_path / "o.mp4"))
     line = last_line(proc)
-    assert proc.returncode == 2 and "guide.onnx" in line and "sha256" in line and "export.build_engines" in line
+    assert proc.returncode == 2 and "guide.onnx" in line and "sha256" in line and "export.build_engines" in line, proc.stderr
     proc = infer(engines, video, tmp_path, "--out", str(tmp_path / "o.mp4"), "--size", "1024x2048")
     assert proc.returncode == 2 and f"at {ENGINE_SIZE[0]}x{ENGINE_SIZE[1]}, not swiftnet_r18 at 1024x2048" in last_line(proc)
     proc = infer(engines, video, tmp_path, "--out", str(tmp_path / "o.mp4"), "--keyframe-net", "bisenet_r18")

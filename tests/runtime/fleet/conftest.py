@@ -23,6 +23,13 @@ CLIPS = {"white_a": ("solidWhiteRight.mp4", 0, 30), "white_b": ("solidWhiteRight
 
 
 @pytest.fixture(scope="session")
+def engines(shipped_engines) -> Path:
+    """The fleet tests run the shipped-weight engines (real labels, so the fleet's outputs can also
+    be held to the independent reference of tests/independent.py)."""
+    return shipped_engines
+
+
+@pytest.fixture(scope="session")
 def fleet_clips(tmp_path_factory) -> dict[str, Path]:
     if not DATA.is_dir():
         pytest.skip(f"no shared data folder at {DATA} (read-only data beside the repo); the fleet tests need its videos")

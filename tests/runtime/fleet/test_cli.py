@@ -14,6 +14,7 @@ import pytest
 
 from runtime.fleet.outdir import LOCK_NAME
 from tests.conftest import REPO, run_module
+from tests.requirements import require_module
 from tests.runtime.fleet.conftest import partial_files, run_fleet
 from tests.runtime.videos import write_video
 
@@ -86,7 +87,7 @@ def _session_processes(sid: int) -> list[int]:
 
 
 def test_ctrl_c_stops_the_job_and_leaves_no_partial_file(engines, tmp_path):
-    pytest.importorskip("ray")
+    require_module("ray", "the fleet runs its workers on a Ray cluster")
     video = write_video(tmp_path / "long.mp4", 400, (48, 64))
     out_dir = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -12,10 +12,18 @@ import socket
 import pytest
 
 from benchmarks.clips import cut_clip
+from tests.requirements import require_module
+from tests.independent import shipped_model
+from tests.runtime.test_independent_reference import assert_matches_reference
 from tests.runtime.fleet.conftest import assert_same_as_infer, fleet_args, partial_files, run_fleet, summary_rows
 from tests.runtime.videos import write_video
 
-pytest.importorskip("ray")
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray() -> None:
+    """Ray is in the dev extra: without it every test here fails with that line (session scope, so it
+    comes before the session fixtures that start a cluster)."""
+    require_module("ray", "the fleet runs its workers on a Ray cluster")
 
 
 def test_outputs_equal_runtime_infer_and_summary_lists_every_video(fleet_run, fleet_clips, reference):
@@ -37,6 +45,17 @@ def test_outputs_equal_runtime_infer_and_summary_lists_every_video(fleet_run, fl
     assert all("CPU budget 1" in w["detail"] for w in summary["workers"]), [w["detail"] for w in summary["workers"]]
     assert summary["frames_segmented"] == sum(r["frames"] for r in rows.values()) and summary["cluster_fps"] > 0
     assert not partial_files(fleet_run)
+
+
+def test_fleet_labels_equal_the_independent_reference(fleet_run, fleet_clips):
+    """Each video's labels, as the fleet wrote them, equal the reference that shares no decode,
+    resize or scheduling code with the runtime (tests/independent.py), at the default l = 4."""
+    model = shipped_model()
+    for name, clip in fleet_clips.items():
+        stats = json.loads((fleet_run / name / "stats.json").read_text())
+        frames = stats["frames"]
+        assert stats["keyframes"] == len(range(0, frames, 4)), name  # the one-video rule, docs/architecture.md
+        assert_matches_reference(fleet_run / name / "labels", clip, frames, 4, model=model)
 
 
 def test_worker_killed_mid_video_is_replaced_and_its_video_redone(fleet_clips, engines, reference, tmp_path):
