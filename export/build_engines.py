@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .build_errors import TENSORRT_MISSING, BuildError
 from .custom_ops import custom_op_transform
+from .verification_set import write_verification_set
 from .manifest import (FORMAT, MANIFEST_NAME, STAGES, VERSION, Manifest, ManifestError, build_key, read_manifest,
                        sha256_file, write_json_atomic)
 
@@ -189,9 +190,9 @@ def _up_to_date(out: Path, key: str) -> Manifest | None:
         manifest = read_manifest(out)
     except ManifestError:
         return None
-    if manifest.data.get("build_key") != key:
+    if manifest.data.get("build_key") != key or "verification" not in manifest.data:
         return None
-    entries = [manifest.data["checkpoint"], *manifest.graphs.values()]
+    entries = [manifest.data["checkpoint"], manifest.data["verification"], *manifest.graphs.values()]
     for entry in entries:
         path = manifest.file(entry["file"])
         if not path.is_file() or sha256_file(path) != entry["sha256"]:
@@ -255,6 +256,10 @@ def build(args: argparse.Namespace, log=print) -> Manifest:
         from .quantize import quantize_keyframe_graph
 
         graphs["keyframe"] = quantize_keyframe_graph(out, graphs["keyframe"], calibration, args.size, log)
+    verification = write_verification_set(out, model, args.size,
+                                          out / graphs["keyframe"]["file"] if int8 else None)
+    log(f"  verification set: {verification['frames']} real frames and their reference labels "
+        f"({', '.join(verification['references'])}) in {out / verification['file']}")
 
     data = {
         "format": FORMAT, "version": VERSION, "build_key": key,
@@ -266,19 +271,34 @@ def build(args: argparse.Namespace, log=print) -> Manifest:
         "frame_size": list(args.size), "grid_size": list(grid_size(args.size)),
         "key_size": list(key_size(args.size, config.key_scale, config.resampling)),
         "opset": args.opset, "custom_ops": args.custom_ops, "graphs": graphs,
-        "engines": reuse.engines if reuse is not None else {},
+        "engines": {}, "verification": verification,
         "export_seconds": round(time.perf_counter() - started, 1),
     }
     manifest = Manifest(out, data)
-    if want_trt:
-        from .tensorrt_build import build_tensorrt_engines
-
-        build_tensorrt_engines(manifest, model, args, log)
+    # the ONNX graphs and their manifest first, always: whatever happens to TensorRT below, the
+    # folder works with the onnxruntime and torch backends
     write_json_atomic(out / MANIFEST_NAME, manifest.data)
     if not int8:
         (out / "keyframe.int8.onnx").unlink(missing_ok=True)  # from an earlier --precision int8 build
     log(f"wrote {len(graphs)} graphs and {out / MANIFEST_NAME} ({args.size[0]}x{args.size[1]}, "
         f"{config.keyframe_net}, {config.num_classes} classes, opset {args.opset})")
+    if want_trt:
+        from .tensorrt_build import build_tensorrt_engines
+
+        manifest.data["engines"] = reuse.engines if reuse is not None else {}
+        try:
+            build_tensorrt_engines(manifest, model, args, log)
+        except BuildError as e:
+            manifest.data["engines"] = {}
+            manifest.data["tensorrt"] = {"built": False, "reason": str(e)}
+            write_json_atomic(out / MANIFEST_NAME, manifest.data)
+            if args.backend == "tensorrt":
+                raise BuildError(f"TensorRT engines were not built ({e}); the ONNX graphs in {out} work with "
+                                 "--backend onnxruntime or torch") from None
+            log(f"TensorRT engines were not built: {e}; the ONNX graphs in {out} work with the onnxruntime "
+                "and torch backends")
+            return manifest
+        write_json_atomic(out / MANIFEST_NAME, manifest.data)
     return manifest
 
 

@@ -70,8 +70,14 @@ class TensorRTEnvironment:
 
 
 def gpu_identity(device: int = 0) -> tuple[str, str]:
-    """(GPU name, compute capability 'major.minor') of a CUDA device, via cuda-python's driver API."""
+    """(GPU name, compute capability 'major.minor') of a CUDA device, via cuda-python's driver API;
+    RuntimeError (one line) when the installed cuda-bindings cannot drive this driver."""
     from cuda.bindings import driver
+
+    from plugins.launcher import cuda_bindings_reason
+
+    if (why := cuda_bindings_reason()) is not None:
+        raise RuntimeError(why)
 
     def check(result):
         err, *values = result if isinstance(result, tuple) else (result,)

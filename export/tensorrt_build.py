@@ -169,9 +169,13 @@ def plugin_layers_in_engine(info: str) -> list[str]:
             if isinstance(layer, dict) and "plugin" in str(layer.get("LayerType", "")).lower()]
 
 
-def _engine_plugin_layers(trt: Any, blob: Any) -> list[str]:
-    """Plugin layers the built engine really holds, from TensorRT's engine inspector."""
+def _engine_plugin_layers(trt: Any, blob: Any, version_compatible: bool = False) -> list[str]:
+    """Plugin layers the built engine really holds, from TensorRT's engine inspector. A
+    version-compatible plan carries its lean runtime (host code): TensorRT deserialises it only
+    with ``IRuntime.engine_host_code_allowed`` set (we built it, so it is trusted)."""
     runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    if version_compatible:
+        runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(blob)
     if engine is None:
         return []
@@ -190,7 +194,10 @@ def _write_atomic(path: Path, blob: Any) -> str:
     return sha256_file(path)
 
 
-def _build_engine(trt: Any, folder: Path, stage: str, graph: Mapping, request: Mapping, timing_cache: Path) -> dict:
+def _build_engine(trt: Any, folder: Path, stage: str, graph: Mapping, request: Mapping, timing_cache: Path,
+                  check: Callable[[bytes], str | None] | None = None) -> dict:
+    """Build the engine of ``stage``; ``check(blob)`` (None: agrees with the reference, else why
+    not) runs before the file is written, so an engine that disagrees never replaces the listed one."""
     from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, Profile
     from polygraphy.exception import PolygraphyException
     from polygraphy.logger import G_LOGGER
@@ -219,7 +226,7 @@ def _build_engine(trt: Any, folder: Path, stage: str, graph: Mapping, request: M
     if plugin_layers:  # checked on the blob: a refused engine never replaces the file the manifest lists
         from plugins import tensorrt_plugins
 
-        in_engine = _engine_plugin_layers(trt, blob)
+        in_engine = _engine_plugin_layers(trt, blob, bool(settings["version_compatible"]))
         if not in_engine:
             raise BuildError(f"the TensorRT engine built from {graph['file']} holds no plugin layer (engine inspector); "
                              "report this with the build log, or use --custom-ops none")
@@ -229,16 +236,143 @@ def _build_engine(trt: Any, folder: Path, stage: str, graph: Mapping, request: M
             ptx[kernel] = hashlib.sha256(tensorrt_plugins.aot_ptx(kernel)).hexdigest()
         plugins = {"ids": [f"gsvnet::{graph.get('custom_op')}"], "layers": plugin_layers, "engine_layers": in_engine,
                    "mode": settings["plugin_mode"], "ptx_sha256": ptx}
+    if check is not None and (why := check(blob)) is not None:
+        raise EngineDisagrees(f"the '{stage}' engine {why}")
     path = folder / f"{stage}.engine"
     sha = _write_atomic(path, blob)
     return engine_entry(stage, path.name, sha, graph, request, plugins, time.perf_counter() - started)
 
 
+# ---- every engine held to the FP32 graph on real intermediates before it is listed ----------------
+
+#: the labels engine must give the FP32 graph's label on this share of pixels (others: export.verify's FP16 tolerance)
+MIN_ENGINE_LABELS = 0.999
+
+
+class EngineDisagrees(BuildError):
+    """A built engine's output differs from the FP32 graph's on real inputs."""
+
+
+def stage_intermediates(model: Any, frames: Any, size: tuple[int, int]) -> dict[str, tuple]:
+    """Real inputs of every stage (float32 / uint8 numpy): the PyTorch FP32 reference on two real
+    frames at the engine size, the first a keyframe, the second propagated from it."""
+    import torch
+
+    from .stages import stage_functions
+
+    fns = stage_functions(size)
+    with torch.inference_mode():
+        image0, image1 = (torch.from_numpy(frames[k:k + 1]) for k in (0, 1))
+        small0, scores0 = fns["downsample"](model, image0), fns["keyframe"](model, image0)
+        small1 = fns["downsample"](model, image1)
+        flow = fns["flow"](model, small1, small0)
+        warped = fns["warp"](model, scores0, flow)
+        intra = fns["intra"](model, small1)
+        weights = fns["guide"](model, intra, warped)
+        scores1 = fns["filter"](model, warped, intra, weights)
+    inputs = {"downsample": (image1,), "keyframe": (image0,), "flow": (small1, small0), "warp": (scores0, flow),
+              "intra": (small1,), "guide": (intra, warped), "filter": (warped, intra, weights), "labels": (scores1,)}
+    return {stage: tuple(t.numpy() for t in tensors) for stage, tensors in inputs.items()}
+
+
+def compare_with_reference(stage: str, got: Any, want: Any) -> str | None:
+    """None if an engine output agrees with the FP32 graph's, else one clause saying by how much."""
+    import numpy as np
+
+    from .verify import FP16_TOL
+
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return f"gives shape {tuple(got.shape)}, the FP32 graph {tuple(want.shape)}"
+    if want.dtype == np.uint8:
+        agree = float(np.mean(got == want))
+        if agree < MIN_ENGINE_LABELS:
+            return (f"gives the FP32 graph's labels on only {100 * agree:.2f}% of the pixels of a real frame "
+                    f"(needs {100 * MIN_ENGINE_LABELS:.1f}%)")
+        return None
+    diff = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
+    limit = FP16_TOL * (1.0 + float(np.abs(want).max()))
+    if not np.isfinite(diff) or diff > limit:
+        return f"differs from the FP32 graph by {diff:.3g} on real inputs (limit {limit:.3g})"
+    return None
+
+
+def run_engine_bytes(trt: Any, blob: bytes, feeds: dict, version_compatible: bool = False) -> Any:
+    """Run a serialised engine once on the GPU with Polygraphy's TrtRunner; its first output."""
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    if version_compatible:
+        runtime.engine_host_code_allowed = True
+    with TrtRunner(EngineFromBytes(blob, runtime=runtime)) as runner:
+        outputs = runner.infer(feed_dict=feeds)
+    return next(iter(outputs.values()))
+
+
+def engine_check(trt: Any, manifest: Manifest, stage: str, graph: Mapping, inputs: tuple,
+                 run: Callable[..., Any] = run_engine_bytes) -> Callable[[bytes], str | None]:
+    """check(blob) for ``_build_engine``: the engine on ``inputs`` (cast to the FP16 graph's input
+    types) against the FP32 onnxruntime graph of the same stage on the same inputs."""
+    import numpy as np
+
+    from .onnx_session import make_session
+
+    fp32 = manifest.graphs[stage]
+    reference = make_session(manifest.file(fp32["file"])).run(None, dict(zip((s["name"] for s in fp32["inputs"]), inputs)))[0]
+    feeds = {spec["name"]: np.ascontiguousarray(value.astype(spec["dtype"]))
+             for spec, value in zip(graph["inputs"], inputs)}
+    version_compatible = bool(manifest.data.get("tensorrt_settings", {}).get("version_compatible"))
+
+    def check(blob: bytes) -> str | None:
+        try:
+            got = run(trt, blob, feeds, version_compatible)
+        except Exception as e:
+            return f"does not run on this GPU ({first_line(str(e))})"
+        return compare_with_reference(stage, np.asarray(got).astype(reference.dtype) if reference.dtype != np.uint8
+                                      else np.asarray(got), reference)
+    return check
+
+
+def export_plain_fp16_graph(manifest: Manifest, model: Any, stage: str, log: Callable[[str], None]) -> dict:
+    """``<stage>.fp16.onnx`` again from the standard-op decomposition (no gsvnet node, no plugin)."""
+    from .graphs import export_graphs
+
+    graphs, failures = export_graphs(
+        model, manifest.frame_size, manifest.folder, precision="fp16", opset=manifest.data["opset"], custom_ops="none",
+        build_key=manifest.data["build_key"], stages=(stage,), reuse={},
+        transform=lambda proto, _stage: uint8_casts_from_float(proto), log=log)
+    if failures:
+        raise BuildError(f"the standard-op FP16 '{stage}' graph disagrees with the FP32 model; no engine for it")
+    return graphs[stage]
+
+
+#: onnx-tensorrt imports a node as a plugin before a model-local function of the same name only
+#: from TensorRT 10.7 (onnx/onnx-tensorrt#978); before, our nodes' standard-op bodies are inlined.
+MIN_PLUGIN_TENSORRT = (10, 7)
+
+
+def plugin_support_reason(version: str) -> str | None:
+    """One line when TensorRT ``version`` cannot build our custom-op graphs with the plugins."""
+    numbers = []
+    for piece in str(version).split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    if tuple(numbers) >= MIN_PLUGIN_TENSORRT:
+        return None
+    return (f"TensorRT {version} imports the gsvnet nodes' standard-op functions instead of their plugins (TensorRT "
+            f"before {MIN_PLUGIN_TENSORRT[0]}.{MIN_PLUGIN_TENSORRT[1]} tries a model-local function before a plugin, "
+            "onnx/onnx-tensorrt#978): install TensorRT >= 10.7 (>= 10.9 for AOT plugins), or build plain graphs with "
+            "--custom-ops none")
+
+
 def register_plugins(trt: Any) -> tuple[str, str]:
     """Register the gsvnet plugins for a build: (plugin sources sha256, 'aot' or 'jit'); BuildError
-    (one line) when no CUDA compiler is installed or ``tensorrt.plugin`` rejects the registration."""
+    (one line) when TensorRT is older than 10.7, no CUDA compiler is installed or
+    ``tensorrt.plugin`` rejects the registration."""
     from plugins import tensorrt_plugins, toolchain
 
+    if (why := plugin_support_reason(trt.__version__)) is not None:
+        raise BuildError(why)
     if not toolchain.available():
         raise BuildError(f"the gsvnet plugins' kernels need a CUDA compiler and none is installed: "
                          f"{toolchain.nvrtc.INSTALL_HINT} (or install the CUDA toolkit), or export plain graphs "
@@ -258,9 +392,24 @@ def _previous(folder: Path) -> Manifest | None:
         return None
 
 
-def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namespace, log: Callable[[str], None]) -> None:
+def _verification_frames(manifest: Manifest) -> Any:
+    """The real frames of the folder's verification set at the engine size (export/verification_set.py)."""
+    from .verification_set import engine_frames, read_verification_set
+
+    entry = manifest.data["verification"]
+    return engine_frames(read_verification_set(manifest.file(entry["file"]))["frames"], manifest.frame_size)
+
+
+def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namespace, log: Callable[[str], None],
+                           run_engine: Callable[..., Any] = run_engine_bytes) -> None:
     """FP16 graphs + one engine per stage into ``manifest.folder``; fills ``graphs_fp16`` and
-    ``engines`` and saves the manifest after every engine (an interrupted build keeps its work)."""
+    ``engines`` and saves the manifest after every engine (an interrupted build keeps its work).
+
+    Each new engine runs on the GPU on real intermediates (``stage_intermediates``) and is listed
+    only if it agrees with the FP32 graph of its stage; a plugin stage that fails to build or
+    disagrees is rebuilt from its standard-op decomposition (``plugins: null``, and
+    ``plugin_fallback`` says why). ``run_engine(trt, blob, feeds, version_compatible)`` executes an
+    engine (tests pass a stand-in)."""
     from export.onnx_export import MAX_BATCH
 
     from .engine_compat import current_environment
@@ -280,9 +429,14 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
     export_fp16_graphs(manifest, model, log, previous)
     graphs = manifest.data[FP16_GRAPHS]
 
-    plugin_sha, plugin_mode = None, None
+    plugin_sha, plugin_mode, refused = None, None, None
     if any(g.get("custom_op") for g in graphs.values()):
-        plugin_sha, plugin_mode = register_plugins(trt)
+        try:
+            plugin_sha, plugin_mode = register_plugins(trt)
+        except BuildError as e:  # no compiler, TensorRT < 10.7, ...: the standard-op graphs still build
+            refused = str(e)
+            log(f"  the gsvnet plugins cannot be used ({refused}); building those stages from their standard-op "
+                "decomposition")
     strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
     timing_cache = Path(args.timing_cache) if args.timing_cache else folder / "timing.cache"
     candidates = {**(previous.engines if previous is not None else {}), **manifest.engines}
@@ -291,8 +445,14 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
     reused, built = [], []
     log(f"TensorRT engines for {env.describe()} (max batch {args.max_batch}, opt level {args.opt_level}"
         f"{', version-compatible' if args.version_compatible else ''})")
+    manifest.data["tensorrt_settings"] = {"version_compatible": bool(args.version_compatible)}
+    intermediates = stage_intermediates(model, _verification_frames(manifest), manifest.frame_size)
     for stage in ENGINE_STAGES:
         graph = graphs[stage]
+        fallback = None
+        if refused is not None and graph.get("custom_op"):
+            graph = graphs[stage] = export_plain_fp16_graph(manifest, model, stage, log)
+            fallback = refused
         settings = builder_settings(args, strongly_typed, plugin_mode if graph.get("custom_op") else None)
         request = engine_request(graph, env, settings, plugin_sha)
         why = "--force" if args.force else engine_stale_reason(folder, candidates.get(stage), request)
@@ -301,7 +461,23 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
             reused.append(stage)
             continue
         log(f"  engine {stage:<10} building ({why})")
-        engines[stage] = _build_engine(trt, folder, stage, graph, request, timing_cache)
+        check = engine_check(trt, manifest, stage, graph, intermediates[stage], run_engine)
+        try:
+            engines[stage] = _build_engine(trt, folder, stage, graph, request, timing_cache, check)
+        except BuildError as e:
+            if not graph.get("custom_op"):
+                raise
+            # a plugin that fails to build or disagrees: the stage from its standard-op decomposition
+            log(f"  engine {stage:<10} with the gsvnet::{graph['custom_op']} plugin refused ({e}); rebuilding it "
+                "from the standard-op decomposition")
+            graph = graphs[stage] = export_plain_fp16_graph(manifest, model, stage, log)
+            request = engine_request(graph, env, builder_settings(args, strongly_typed, None), None)
+            check = engine_check(trt, manifest, stage, graph, intermediates[stage], run_engine)
+            engines[stage] = _build_engine(trt, folder, stage, graph, request, timing_cache, check)
+            fallback = str(e)
+        if fallback is not None:
+            engines[stage]["plugin_fallback"] = fallback
+        log(f"  engine {stage:<10} agrees with the FP32 graph on real frames")
         built.append(stage)
         manifest.save()
     log(f"engines: built {', '.join(built) or 'none'}; reused {', '.join(reused) or 'none'} (unchanged graph, "

@@ -9,26 +9,107 @@ stream; nothing here allocates or synchronises.
 
 Kernels come from ``plugins.toolchain``: a cubin for the device's architecture, or PTX the driver
 JIT-compiles, from whichever installed compiler (nvcc, or the CUDA 12 wheels' NVRTC + ptxas) the
-driver can load (driver version from cuDriverGetVersion); otherwise one line says what to install.
+driver can load (driver version from cuDriverGetVersion); a compiler that fails hands over to the
+other one; otherwise one line says what to install.
+
+cuda-bindings 13.x needs a driver for CUDA 13 (r580+); on the r525-r575 drivers of CUDA 12
+machines it cannot drive the GPU. The bindings' major version is compared with the driver's CUDA
+version (read from the driver library itself) before the first driver call, and a mismatch is
+one line saying which cuda-bindings to install.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import sys
 from typing import Any
 
 from plugins import geometry, nvcc, toolchain
+
+#: cuda-bindings for every driver from r525 on (CUDA 12); 13.x only for r580+ drivers (CUDA 13).
+#: 12.9.0 does not run on CUDA 13 drivers (fixed in 12.9.1, NVIDIA/cccl#5442).
+BINDINGS_HINT = "pip install 'cuda-bindings>=12.6,<13,!=12.9.0'"
 
 
 class CudaError(RuntimeError):
     """A CUDA driver call failed."""
 
 
+class CudaBindingsError(ImportError):
+    """cuda-bindings is missing, or was built for a newer CUDA than the driver supports (one line)."""
+
+
+def _cuda_version(text: str) -> tuple[int, int] | None:
+    parts = str(text).split(".")
+    try:
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return None
+
+
+def bindings_driver_reason(bindings: str, driver: int) -> str | None:
+    """One line when cuda-bindings version ``bindings`` (e.g. '13.0.1') cannot drive a driver for
+    CUDA ``driver`` (cuDriverGetVersion's value, e.g. 12080 for 12.8), naming what to install;
+    None when they fit."""
+    version = _cuda_version(bindings)
+    if version is None or driver <= 0:
+        return None
+    cuda = (driver // 1000, (driver % 1000) // 10)
+    if version[0] > cuda[0]:
+        needs = " (r580+)" if version[0] == 13 else ""
+        return (f"cuda-bindings {bindings} needs an NVIDIA driver for CUDA {version[0]}{needs}, this driver supports "
+                f"CUDA {cuda[0]}.{cuda[1]}: {BINDINGS_HINT} (or update the driver)")
+    if bindings == "12.9.0" and cuda[0] >= 13:
+        return (f"cuda-bindings 12.9.0 does not run on CUDA {cuda[0]} drivers (fixed in 12.9.1): {BINDINGS_HINT}")
+    return None
+
+
+def installed_bindings_version() -> str | None:
+    """The installed cuda-bindings version, e.g. '12.9.4'; None when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cuda-bindings")
+    except PackageNotFoundError:
+        try:
+            from cuda import bindings
+        except ImportError:
+            return None
+        return getattr(bindings, "__version__", None)
+
+
+def library_driver_version() -> int | None:
+    """cuDriverGetVersion called on the driver library itself (no cuda-bindings, no cuInit needed),
+    e.g. 12080; None without an NVIDIA driver."""
+    for name in (("nvcuda.dll",) if sys.platform == "win32" else ("libcuda.so.1", "libcuda.so")):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        value = ctypes.c_int(0)
+        if lib.cuDriverGetVersion(ctypes.byref(value)) == 0:
+            return value.value
+    return None
+
+
+@functools.cache
+def cuda_bindings_reason() -> str | None:
+    """One line when the installed cuda-bindings cannot drive this machine's driver; None when they
+    fit, or when either is missing (said elsewhere)."""
+    bindings, driver = installed_bindings_version(), library_driver_version()
+    if bindings is None or driver is None:
+        return None
+    return bindings_driver_reason(bindings, driver)
+
+
 def _driver() -> Any:
     try:
         from cuda.bindings import driver
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the GPU launcher needs cuda-python: pip install 'cuda-bindings>=12.6'") from exc
+        raise CudaBindingsError(f"the GPU launcher needs cuda-python: {BINDINGS_HINT}") from exc
+    if (why := cuda_bindings_reason()) is not None:
+        raise CudaBindingsError(why)
     return driver
 
 
@@ -64,6 +145,14 @@ def driver_version() -> tuple[int, int]:
     return value // 1000, (value % 1000) // 10
 
 
+def pointer_device(pointer: int) -> int:
+    """Ordinal of the CUDA device that device pointer ``pointer`` belongs to
+    (cuPointerGetAttribute, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL)."""
+    driver = _driver()
+    return int(_check(driver.cuPointerGetAttribute(driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                                                   int(pointer))))
+
+
 def device_arch(device: int = 0) -> str:
     """'sm_XY' of a CUDA device (initialises the driver)."""
     driver = _driver()
@@ -91,13 +180,18 @@ class GpuKernels:
         dev = _check(driver.cuDeviceGet(device))
         if int(_check(driver.cuCtxGetCurrent())) == 0:
             _check(driver.cuCtxSetCurrent(_check(driver.cuDevicePrimaryCtxRetain(dev))))
+        if int(_check(driver.cuCtxGetDevice())) != int(dev):  # modules load into the current context, and launch only there
+            raise CudaError(f"the current CUDA context belongs to another device than device {device}: make device "
+                            f"{device} current (e.g. torch.cuda.set_device({device})) before loading its kernels")
         self.driver = driver_version()
         self.image: toolchain.Image | None = None
-        if not all(name in (images or {}) for name in nvcc.SOURCES):
-            self.image = toolchain.choose_image(self.arch, self.driver, toolchain.available())
+        built: dict[str, bytes] = {}
+        missing = [name for name in nvcc.SOURCES if name not in (images or {})]
+        if missing:
+            self.image, built = toolchain.build_images(missing, self.arch, self.driver, toolchain.available())
         self._modules = {}
         for name in nvcc.SOURCES:
-            image = (images or {}).get(name) or toolchain.build(name, self.image.target, self.image.kind, self.image.toolchain)
+            image = (images or {}).get(name) or built[name]
             if is_ptx(image):
                 image = image.rstrip(b"\0") + b"\0"  # PTX is loaded as a NUL-terminated string
             self._modules[name] = _check(driver.cuModuleLoadData(image))

@@ -1,8 +1,10 @@
 """Build the CUDA kernels with nvcc (the system CUDA toolkit): cubins, PTX, host objects.
 
-Strict flags turn every nvcc, host-compiler and ptxas warning (spills and local memory
-included) into an error, and ``-Xptxas -v`` reports registers, spills and shared memory per
-kernel, parsed into :class:`KernelResources`. Build outputs go to a cache directory outside
+Strict flags (``strict=True``: ``python -m plugins.build``, CI) turn every nvcc, host-compiler and
+ptxas warning (spills and local memory included) into an error; run-time builds (the torch-cuda
+backend, the TensorRT plugins) only report them, so a ptxas that spills a few bytes still yields
+kernels. ``-Xptxas -v`` reports registers, spills and shared memory per kernel, parsed into
+:class:`KernelResources`. Build outputs go to a cache directory outside
 the source tree (``$GSVNET_PLUGIN_CACHE`` or ``~/.cache/gsvnet/plugins``), keyed by the
 sources, flags and nvcc version.
 """
@@ -27,10 +29,13 @@ SOURCES: dict[str, Path] = {
 }
 HEADERS = (PLUGINS / "common" / "gsvnet_ops.h",)
 
-#: Every warning is an error: nvcc's own and the host compiler's ...
+#: Strict (plugins.build, CI): every warning is an error, nvcc's own and the host compiler's ...
 STRICT_FLAGS = ("-std=c++17", "-Werror", "all-warnings", "-Xcompiler", "-Wall,-Wextra,-Werror")
 #: ... and ptxas' (spills, local memory), with the per-kernel resource report.
 PTXAS_FLAGS = ("-Xptxas", "-v,-warn-spills,-warn-lmem-usage,-Werror")
+#: Run time: the same reports, as warnings in the log.
+RUNTIME_FLAGS = ("-std=c++17",)
+RUNTIME_PTXAS_FLAGS = ("-Xptxas", "-v,-warn-spills,-warn-lmem-usage")
 
 #: PTX target of the TensorRT AOT plugins: the oldest architecture TensorRT 10 runs on,
 #: JIT-compiled by the driver for the GPU at hand (needs a driver that reads the compiler's PTX).
@@ -65,6 +70,22 @@ class CompileResult:
         return self.returncode == 0 and self.output is not None
 
 
+def flags(kind: str, strict: bool) -> tuple[str, ...]:
+    """nvcc flags for ``kind`` ('cubin', 'ptx', 'obj'): every warning an error when ``strict``,
+    else warnings only; ptxas flags except for 'ptx' (ptxas does not run for -ptx)."""
+    front = STRICT_FLAGS if strict else RUNTIME_FLAGS
+    if kind == "ptx":
+        return front
+    return front + (PTXAS_FLAGS if strict else RUNTIME_PTXAS_FLAGS)
+
+
+def parse_version(text: str) -> str:
+    """'12.6.85' from the output of ``nvcc --version`` / ``ptxas --version`` (the V-number), else
+    the output's last line."""
+    match = re.search(r"V(\d+\.\d+\.\d+)", text)
+    return match.group(1) if match else (text.strip().splitlines() or [""])[-1]
+
+
 def find_nvcc() -> str | None:
     """nvcc from ``$NVCC``, ``$PATH`` or ``/usr/local/cuda/bin``; None when absent."""
     for candidate in (os.environ.get("NVCC"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"):
@@ -75,9 +96,7 @@ def find_nvcc() -> str | None:
 
 def nvcc_version(nvcc: str) -> str:
     """'13.0.88' from ``nvcc --version`` (the V-number of its last line)."""
-    text = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"V(\d+\.\d+\.\d+)", text)
-    return match.group(1) if match else text.strip().splitlines()[-1]
+    return parse_version(subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout)
 
 
 def supported_archs(nvcc: str) -> list[str]:
@@ -105,8 +124,9 @@ def parse_ptxas(log: str) -> list[KernelResources]:
 
 
 def compile_source(source: Path, arch: str, out_dir: Path, kind: str = "cubin", nvcc: str | None = None,
-                   extra_flags: tuple[str, ...] = ()) -> CompileResult:
-    """Compile one .cu with the strict flags.
+                   extra_flags: tuple[str, ...] = (), strict: bool = False) -> CompileResult:
+    """Compile one .cu; ``strict``: every warning is an error (plugins.build, CI), else warnings
+    stay in the log (run time).
 
     kind: 'cubin' (arch 'sm_XY'), 'ptx' (arch 'compute_XY') or 'obj' (host + device code,
     arch 'sm_XY'). Never raises on a compile error: the result carries the log.
@@ -119,8 +139,7 @@ def compile_source(source: Path, arch: str, out_dir: Path, kind: str = "cubin", 
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{source.stem}.{arch}{suffix}"
     target = [f"-arch={arch}"] if kind == "ptx" else ["-gencode", f"arch=compute_{arch.split('_')[1]},code={arch}"]
-    flags = STRICT_FLAGS if kind == "ptx" else STRICT_FLAGS + PTXAS_FLAGS  # ptxas does not run for -ptx
-    command = [nvcc, flag, *target, *flags, *extra_flags, str(source), "-o", str(output)]
+    command = [nvcc, flag, *target, *flags(kind, strict), *extra_flags, str(source), "-o", str(output)]
     proc = subprocess.run(command, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     ok = proc.returncode == 0 and output.is_file()

@@ -4,9 +4,16 @@ NVIDIA's CUDA 12 PyPI wheels ``nvidia-cuda-nvrtc-cu12`` and ``nvidia-cuda-nvcc-c
 This is how the kernels are built for Pascal (sm_61, e.g. GTX 1080 Ti), which CUDA 13 no longer
 targets, and for any architecture on a machine without nvcc (CI). NVRTC compiles device code only,
 so the sources are compiled with ``GSVNET_KERNELS_ONLY`` (no host launchers, no CUDA headers).
-NVRTC has no warnings-as-errors switch: every warning in its log fails the build here, except
-its notice that architectures before sm_75 are deprecated (expected for sm_61, said once in the
-log); ptxas runs with ``-Werror -warn-spills -warn-lmem-usage -v`` like nvcc's ptxas.
+NVRTC has no warnings-as-errors switch: with ``strict=True`` (plugins.build, CI) every warning in
+its log fails the build here, except its notice that architectures before sm_75 are deprecated
+(expected for sm_61, said once in the log), and ptxas runs with ``-Werror -warn-spills
+-warn-lmem-usage -v`` like nvcc's ptxas; at run time the warnings stay in the log.
+
+Any CUDA 12 release from 12.6 on works (PyTorch's cu126 wheels pin 12.6, cu128 12.8): the library
+is ``libnvrtc.so.12`` in every 12.x wheel and its version comes from ``nvrtcVersion``. PTX from
+NVRTC 12.x needs a driver for CUDA 12.x (12.6: r560+, 12.8: r570+, 12.9: r575+); cubins load on
+any CUDA 12 driver. ptxas must be at least as new as NVRTC (it refuses a newer PTX ISA), which
+the two wheels' separate version ranges do not guarantee, so that is checked before assembling.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from pathlib import Path
 from plugins import nvcc
 
 NVRTC_FLAGS = ("-std=c++17", "-DGSVNET_KERNELS_ONLY")
-PTXAS_FLAGS = ("-v", "-warn-spills", "-warn-lmem-usage", "-Werror")
+PTXAS_FLAGS = ("-v", "-warn-spills", "-warn-lmem-usage", "-Werror")  # strict (plugins.build, CI)
+RUNTIME_PTXAS_FLAGS = ("-v", "-warn-spills", "-warn-lmem-usage")  # run time: warnings in the log
 #: NVRTC 12.x says this for compute_5x..7x targets; it is the only warning accepted.
 DEPRECATED_ARCH_NOTICE = "Architectures prior to '<compute/sm>_75' are deprecated"
 INSTALL_HINT = "pip install nvidia-cuda-nvrtc-cu12 nvidia-cuda-nvcc-cu12"
@@ -45,9 +53,9 @@ class WheelTools:
 
     @functools.cached_property
     def ptxas_version(self) -> str:
-        text = subprocess.run([str(self.ptxas), "--version"], capture_output=True, text=True, check=True).stdout
-        match = re.search(r"V(\d+\.\d+\.\d+)", text)
-        return match.group(1) if match else text.strip().splitlines()[-1]
+        """'12.8.93' from ``ptxas --version``."""
+        return nvcc.parse_version(subprocess.run([str(self.ptxas), "--version"], capture_output=True, text=True,
+                                                 check=True).stdout)
 
     @functools.cached_property
     def archs(self) -> tuple[str, ...]:
@@ -58,6 +66,23 @@ class WheelTools:
         values = (ctypes.c_int * count.value)()
         lib.nvrtcGetSupportedArchs(values)
         return tuple(f"sm_{v}" for v in values)
+
+
+def cuda_version(text: str) -> tuple[int, int] | None:
+    """'12.6.85' -> (12, 6); None when ``text`` does not start with major.minor."""
+    match = re.match(r"(\d+)\.(\d+)", text.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def ptxas_too_old_reason(nvrtc_version: tuple[int, int], ptxas_version: str) -> str | None:
+    """One line when ptxas (nvidia-cuda-nvcc-cu12) is older than NVRTC (nvidia-cuda-nvrtc-cu12) and
+    so refuses NVRTC's PTX ISA version; None when it can assemble it."""
+    ptxas = cuda_version(ptxas_version)
+    if ptxas is None or ptxas >= tuple(nvrtc_version):
+        return None
+    want = ".".join(map(str, nvrtc_version))
+    return (f"ptxas {ptxas_version} (nvidia-cuda-nvcc-cu12) is older than NVRTC {want} (nvidia-cuda-nvrtc-cu12) and "
+            f"cannot assemble its PTX: pip install 'nvidia-cuda-nvcc-cu12=={want}.*'")
 
 
 def _package_dir(name: str) -> Path | None:
@@ -94,8 +119,9 @@ def unexpected_warnings(log: str) -> list[str]:
     return [line for line in log.splitlines() if "warning" in line.lower() and DEPRECATED_ARCH_NOTICE not in line]
 
 
-def compile_ptx(tools: WheelTools, source: Path, arch: str) -> tuple[bytes | None, str]:
-    """(PTX, log) of ``source`` for ``arch`` ('compute_XY'); PTX is None on an error or a warning."""
+def compile_ptx(tools: WheelTools, source: Path, arch: str, strict: bool = False) -> tuple[bytes | None, str]:
+    """(PTX, log) of ``source`` for ``arch`` ('compute_XY'); PTX is None on an error, and with
+    ``strict`` also on a warning."""
     lib = _library(str(tools.nvrtc))
     program = ctypes.c_void_p()
     # the name carries the path, so NVRTC resolves "../common/gsvnet_ops.h" next to the source
@@ -110,7 +136,7 @@ def compile_ptx(tools: WheelTools, source: Path, arch: str) -> tuple[bytes | Non
         buffer = ctypes.create_string_buffer(size.value)
         lib.nvrtcGetProgramLog(program, buffer)
         log = buffer.value.decode(errors="replace")
-        if status != 0 or unexpected_warnings(log):
+        if status != 0 or (strict and unexpected_warnings(log)):
             return None, log or lib.nvrtcGetErrorString(status).decode()
         lib.nvrtcGetPTXSize(program, ctypes.byref(size))
         buffer = ctypes.create_string_buffer(size.value)
@@ -120,15 +146,24 @@ def compile_ptx(tools: WheelTools, source: Path, arch: str) -> tuple[bytes | Non
         lib.nvrtcDestroyProgram(ctypes.byref(program))
 
 
-def compile_source(tools: WheelTools, source: Path, arch: str, out_dir: Path, kind: str = "cubin") -> nvcc.CompileResult:
+def ptxas_flags(strict: bool) -> tuple[str, ...]:
+    """ptxas flags: every warning an error when ``strict`` (plugins.build, CI), else warnings only."""
+    return PTXAS_FLAGS if strict else RUNTIME_PTXAS_FLAGS
+
+
+def compile_source(tools: WheelTools, source: Path, arch: str, out_dir: Path, kind: str = "cubin",
+                   strict: bool = False) -> nvcc.CompileResult:
     """nvcc.compile_source's counterpart: kind 'ptx' (arch 'compute_XY') or 'cubin' (arch 'sm_XY',
-    NVRTC to PTX for compute_XY, then ptxas with the resource report). Never raises on a compile error."""
+    NVRTC to PTX for compute_XY, then ptxas with the resource report). ``strict``: every warning is
+    an error. Never raises on a compile error."""
     if kind not in ("ptx", "cubin"):
         raise ValueError(f"NVRTC builds device code only ('ptx' or 'cubin'), not {kind!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     target = arch if kind == "ptx" else "compute_" + arch.split("_")[1]
     command = [f"nvrtc {'.'.join(map(str, tools.version))}", f"-arch={target}", *NVRTC_FLAGS, str(source)]
-    ptx, log = compile_ptx(tools, source, target)
+    if kind == "cubin" and (too_old := ptxas_too_old_reason(tools.version, tools.ptxas_version)):
+        return nvcc.CompileResult(command, 1, too_old, None, [])
+    ptx, log = compile_ptx(tools, source, target, strict)
     ptx_path = out_dir / f"{source.stem}.{target}.ptx"
     if ptx is None:
         return nvcc.CompileResult(command, 1, log, None, [])
@@ -136,7 +171,7 @@ def compile_source(tools: WheelTools, source: Path, arch: str, out_dir: Path, ki
     if kind == "ptx":
         return nvcc.CompileResult(command, 0, log, ptx_path, [])
     output = out_dir / f"{source.stem}.{arch}.cubin"
-    ptxas = [str(tools.ptxas), f"-arch={arch}", *PTXAS_FLAGS, str(ptx_path), "-o", str(output)]
+    ptxas = [str(tools.ptxas), f"-arch={arch}", *ptxas_flags(strict), str(ptx_path), "-o", str(output)]
     proc = subprocess.run(ptxas, capture_output=True, text=True)
     full_log = log + proc.stdout + proc.stderr
     ok = proc.returncode == 0 and output.is_file()

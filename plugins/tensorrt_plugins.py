@@ -13,7 +13,8 @@ python/packaging/bindings_wheel/tensorrt/plugin/_lib.py and _validate.py, 10.9+)
   ``TensorDesc``;
 - ``autotune``: (tensors, attributes subset, outputs) -> list of ``AutoTuneCombination``;
 - ``impl`` (JIT): (tensors, attributes subset, outputs, stream) -> None; launches our kernels on
-  TensorRT's stream through plugins.launcher;
+  TensorRT's stream through plugins.launcher, on the device the tensors live on (a
+  ``tensorrt.plugin.Tensor`` carries a data pointer, no device: cuPointerGetAttribute tells);
 - ``aot_impl`` (>= 10.9): (tensors, attributes subset, outputs, tactic) with the return annotation
   ``Tuple[Union[str, bytes], Union[str, bytes], KernelLaunchParams, SymIntExprs]`` (the
   validator rejects a missing ``tactic`` or annotation); returns our PTX, the grid/block as shape
@@ -43,9 +44,16 @@ def aot_ptx(name: str) -> bytes:
     """PTX (``compute_75``) of kernel family ``name`` from a compiler the driver can load."""
     from plugins import launcher
 
-    image = toolchain.choose_image(launcher.device_arch(), launcher.driver_version(), toolchain.available(),
-                                   kind="ptx", ptx_target=nvcc.DEFAULT_PTX_ARCH)
-    return toolchain.build(name, image.target, "ptx", image.toolchain)
+    _image, built = toolchain.build_images([name], launcher.device_arch(), launcher.driver_version(), toolchain.available(),
+                                           kind="ptx", ptx_target=nvcc.DEFAULT_PTX_ARCH)
+    return built[name]
+
+
+def _kernels_for(tensor: Any) -> Any:
+    """plugins.launcher's kernels on the device that holds ``tensor`` (a ``tensorrt.plugin.Tensor``)."""
+    from plugins import launcher
+
+    return launcher.kernels(launcher.pointer_device(tensor.data_ptr))
 
 
 def weight_channels_error(channels: Any, radius: int) -> str | None:
@@ -87,10 +95,8 @@ def _definitions(trt: Any, trtp: Any) -> List[Tuple[str, str, Callable]]:
         return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP32, FP32|FP16", "LINEAR")]
 
     def warp_impl(seg, flow, outputs, stream) -> None:
-        from plugins.launcher import kernels
-
         n, c, h, w = (int(d) for d in seg.shape)
-        kernels().warp_by_flow(seg.data_ptr, flow.data_ptr, outputs[0].data_ptr, n, c, h, w, half=is_half(seg), stream=stream)
+        _kernels_for(seg).warp_by_flow(seg.data_ptr, flow.data_ptr, outputs[0].data_ptr, n, c, h, w, half=is_half(seg), stream=stream)
 
     def warp_aot(seg, flow, outputs, tactic: int) -> aot_result:
         dims = seg.shape_expr
@@ -109,10 +115,8 @@ def _definitions(trt: Any, trtp: Any) -> List[Tuple[str, str, Callable]]:
         return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16, FP32|FP16", "LINEAR")]
 
     def filter_impl(warped, intra, weights, radius, outputs, stream) -> None:
-        from plugins.launcher import kernels
-
         n, c, h, w = (int(d) for d in warped.shape)
-        kernels().chunk_filter(warped.data_ptr, intra.data_ptr, weights.data_ptr, outputs[0].data_ptr, n, c, h, w,
+        _kernels_for(warped).chunk_filter(warped.data_ptr, intra.data_ptr, weights.data_ptr, outputs[0].data_ptr, n, c, h, w,
                                int(radius), half=is_half(warped), stream=stream)
 
     def filter_aot(warped, intra, weights, radius, outputs, tactic: int) -> aot_result:

@@ -9,20 +9,42 @@ Driver compatibility (CUDA's minor-version compatibility rules, "CUDA Compatibil
 documentation): a cubin built by CUDA X.y loads on any driver that supports CUDA X.0 or newer;
 PTX built by CUDA X.y needs a driver for CUDA X.y or newer (older drivers refuse its PTX ISA
 version, e.g. nvcc 13.0's PTX 9.0 needs an r580 driver).
+
+Run-time builds (:func:`build_images`) are not strict: compiler warnings are logged (logger
+``plugins.toolchain``), and a toolchain that fails falls back to the other one with one line.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from plugins import nvcc, nvrtc
+
+LOG = logging.getLogger(__name__)
 
 
 class ToolchainError(RuntimeError):
     """No installed compiler can produce kernels this GPU and driver can run (one line)."""
+
+
+class KernelBuildError(RuntimeError):
+    """A toolchain failed to compile a kernel family; the message carries the compiler log."""
+
+    def __init__(self, toolchain: "Toolchain", name: str, arch: str, log: str) -> None:
+        super().__init__(f"{toolchain.describe()} failed for {name} ({arch}):\n{log}")
+        self.toolchain, self.name, self.arch, self.log = toolchain, name, arch, log
+
+    def summary(self) -> str:
+        """One line: which compiler failed on what, and the log's first error line."""
+        lines = [line.strip() for line in self.log.splitlines() if line.strip()]
+        first = next((line for line in lines if "error" in line.lower()), lines[0] if lines else "no log")
+        return f"{self.toolchain.describe()} failed for {self.name} ({self.arch}): {first}"
 
 
 @dataclass(frozen=True)
@@ -37,18 +59,34 @@ class Toolchain:
     def describe(self) -> str:
         return f"{self.name} {self.detail or '.'.join(map(str, self.version))}"
 
-    def compile(self, source: Path, arch: str, out_dir: Path, kind: str = "cubin") -> nvcc.CompileResult:
-        """Compile one .cu strictly (see plugins.nvcc / plugins.nvrtc); never raises on a compile error."""
+    def compile(self, source: Path, arch: str, out_dir: Path, kind: str = "cubin",
+                strict: bool = False) -> nvcc.CompileResult:
+        """Compile one .cu (see plugins.nvcc / plugins.nvrtc); ``strict``: every warning is an
+        error (plugins.build, CI). Never raises on a compile error."""
         if self.name == "nvcc":
-            return nvcc.compile_source(source, arch, out_dir, kind=kind)
+            return nvcc.compile_source(source, arch, out_dir, kind=kind, strict=strict)
         tools = nvrtc.find_wheel_tools()
         if tools is None:
             raise ToolchainError(f"the CUDA 12 wheels are gone ({nvrtc.INSTALL_HINT})")
-        return nvrtc.compile_source(tools, source, arch, out_dir, kind=kind)
+        return nvrtc.compile_source(tools, source, arch, out_dir, kind=kind, strict=strict)
 
 
 def available() -> list[Toolchain]:
-    """The installed toolchains: nvcc first (it also builds host code), then the CUDA 12 wheels."""
+    """The installed toolchains: nvcc first (it also builds host code), then the CUDA 12 wheels.
+
+    Probed once per process (nvcc and ptxas are spawned for their versions); ``refresh()``
+    probes again, e.g. after installing a compiler.
+    """
+    return list(_probe())
+
+
+def refresh() -> None:
+    """Forget the toolchains found so far; the next ``available()`` probes again."""
+    _probe.cache_clear()
+
+
+@functools.cache
+def _probe() -> tuple[Toolchain, ...]:
     found = []
     binary = nvcc.find_nvcc()
     if binary is not None:
@@ -59,7 +97,7 @@ def available() -> list[Toolchain]:
     if tools is not None:
         found.append(Toolchain("nvrtc-cu12", tools.version, tools.archs, f"{'.'.join(map(str, tools.version))} "
                                f"(ptxas {tools.ptxas_version})"))
-    return found
+    return tuple(found)
 
 
 def arch_number(arch: str) -> int:
@@ -133,14 +171,16 @@ def missing_reason(arch: str, toolchains: list[Toolchain]) -> str:
 
 
 def cache_key(toolchain: Toolchain, arch: str, kind: str) -> str:
-    return nvcc.sources_digest(toolchain.describe(), kind, arch, *nvcc.STRICT_FLAGS, *nvcc.PTXAS_FLAGS,
-                               *nvrtc.NVRTC_FLAGS, *nvrtc.PTXAS_FLAGS)
+    """The build cache's folder name: sources, compiler, target and the run-time flags."""
+    return nvcc.sources_digest(toolchain.describe(), kind, arch, *nvcc.flags(kind, strict=False),
+                               *nvrtc.NVRTC_FLAGS, *nvrtc.ptxas_flags(strict=False))
 
 
 def build(name: str, arch: str, kind: str = "cubin", toolchain: Toolchain | None = None, root: Path | None = None) -> bytes:
     """Bytes of kernel family ``name`` ('warp_by_flow', 'chunk_filter', 'edge_map') for ``arch``
     ('sm_XY' cubin or 'compute_XY' PTX), from the cache or freshly compiled by ``toolchain``
-    (default: the first installed one that targets ``arch``). Raises RuntimeError with the log."""
+    (default: the first installed one that targets ``arch``) with the run-time flags; compiler
+    warnings are logged. Raises KernelBuildError with the log."""
     if toolchain is None:
         installed = available()
         toolchain = for_arch(arch, installed)
@@ -152,6 +192,35 @@ def build(name: str, arch: str, kind: str = "cubin", toolchain: Toolchain | None
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             result = toolchain.compile(nvcc.SOURCES[name], arch, Path(tmp), kind=kind)
             if not result.ok:
-                raise RuntimeError(f"{toolchain.describe()} failed for {name} ({arch}):\n{result.log}")
+                raise KernelBuildError(toolchain, name, arch, result.log)
+            if warnings := nvrtc.unexpected_warnings(result.log):
+                LOG.warning("gsvnet kernels: %s built %s (%s) with %d warning(s): %s", toolchain.describe(), name, arch,
+                            len(warnings), " | ".join(w.strip() for w in warnings))
             os.replace(result.output, target)
     return target.read_bytes()
+
+
+def build_images(names: Iterable[str], arch: str, driver: tuple[int, int], toolchains: list[Toolchain],
+                 kind: str | None = None, ptx_target: str | None = None,
+                 root: Path | None = None) -> tuple[Image, dict[str, bytes]]:
+    """(the image chosen, {name: bytes}) of kernel families ``names`` for a GPU of ``arch`` under a
+    driver for CUDA ``driver`` (``choose_image``'s rules). A toolchain that fails to compile is
+    dropped and the image chosen again from the others (nvcc <-> the CUDA 12 wheels), with one
+    logged line; ToolchainError (one line) when no toolchain is left."""
+    names, remaining = list(names), list(toolchains)
+    image = choose_image(arch, driver, remaining, kind, ptx_target)
+    failures: list[str] = []
+    while True:
+        try:
+            return image, {name: build(name, image.target, image.kind, image.toolchain, root) for name in names}
+        except KernelBuildError as e:
+            failures.append(e.summary())
+            LOG.debug("%s", e)
+            remaining = [t for t in remaining if t != image.toolchain]
+            try:
+                image = choose_image(arch, driver, remaining, kind, ptx_target)
+            except ToolchainError:
+                raise ToolchainError(f"no installed CUDA compiler built the gsvnet kernels for {arch}: "
+                                     f"{'; '.join(failures)} (the full log: python -m plugins.build --arch "
+                                     f"sm_{arch_number(arch)})") from None
+            LOG.warning("gsvnet kernels: %s; falling back to %s", failures[-1], image.describe())

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from export.manifest import STAGES, Manifest, write_json_atomic
+from export.manifest import STAGES, Manifest, verify_file, write_json_atomic
 from export.onnx_session import make_session
 from export.stages import Stage, TensorSpec, random_inputs
 from gsvnet.provenance import cpu_model
@@ -46,7 +46,7 @@ def measure_stage(manifest: Manifest, stage: str, threads: int, runs: int = RUNS
     entry = manifest.graphs[stage]
     spec = Stage(stage, tuple(TensorSpec.from_dict(d) for d in entry["inputs"]), ())
     feeds = random_inputs(spec, 1, np.random.default_rng(seed))
-    session = make_session(manifest.file(entry["file"]), threads=threads, spinning=False,
+    session = make_session(verify_file(manifest, entry, f"'{stage}' graph"), threads=threads, spinning=False,
                            precision=entry.get("precision", "fp32"))
     session.run(None, feeds)
     times = []

@@ -17,7 +17,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from .errors import UserError
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .verification import Mode, Verdict
 
 DEFAULT_ENGINES = Path("engines")
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -81,8 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-stages", action="store_true",
                    help="time every stage on GPU backends too (each stage is then synchronised, which slows them); "
                         "CPU backends always report per-stage milliseconds")
+    check = p.add_mutually_exclusive_group()
+    check.add_argument("--verify", action="store_true",
+                       help="check the backend against the reference labels stored in the engines folder again, even "
+                            "if this machine already passed it (the check runs by itself the first time a backend "
+                            "is used with an engines folder on a machine, and after any file, driver or library changes)")
+    check.add_argument("--no-verify", action="store_true",
+                       help="skip the first-use check (the stats then say the labels were not verified)")
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     return p
+
+
+def verify_mode(args: argparse.Namespace) -> "Mode":
+    """--verify / --no-verify as runtime.verification's mode."""
+    return "force" if getattr(args, "verify", False) else "skip" if getattr(args, "no_verify", False) else "auto"
 
 
 class Interrupted(Exception):
@@ -145,28 +158,16 @@ def _stream_paths(args: argparse.Namespace) -> list[tuple[Path, Path | None, Pat
     return plan
 
 
-def load_backend(name: str, manifest, threads: int, profile: bool, recalibrate: bool = False,
-                 log: Callable[[str], None] = print) -> "Backend":
-    """Backend ``name`` loaded as runtime.infer runs it: the CPU backends get the per-graph thread
-    plan within the budget (``threads``, 0: the usable cores; calibrated once per engines folder and
-    machine), so a caller that keeps one backend for many videos (a fleet worker) runs like the CLI."""
-    from .backends import create_backend
-    from .calibration import thread_plan
-    from .threads import usable_cores
-
-    plan = thread_plan(name, manifest, threads or usable_cores(), recalibrate, log)
-    return create_backend(name, manifest, threads=threads, profile=profile, plan=plan)
-
-
 class Run:
     """One inference run over one or several videos: ``__init__`` does every check that can fail
     before an output file exists; ``process`` segments the frames; ``abort`` removes partial outputs."""
 
-    def __init__(self, args: argparse.Namespace, log=print, backend: Backend | None = None) -> None:
+    def __init__(self, args: argparse.Namespace, log=print, backend: Backend | None = None,
+                 verdict: Verdict | None = None) -> None:
         """``backend``: one already loaded from ``args.engines`` (a worker that segments many videos
-        loads it once; its stage timer is reset so the stats cover this run); by default
-        ``args.backend`` is selected and loaded here."""
-        from .backends import GPU_BACKENDS, select_backend
+        loads it once; its stage timer is reset so the stats cover this run) with its first-use
+        ``verdict``; by default ``args.backend`` is selected, loaded and verified here."""
+        from .loading import load_backend
         from .outputs import check_output_path
         from .threads import codec_threads, usable_cores
 
@@ -174,6 +175,7 @@ class Run:
         self.stop = threading.Event()
         self.streams: list[Stream] = []
         self.writer = None
+        self.verdict: Verdict | None = None
         if args.out is None and args.labels_dir is None and args.stats is None:
             raise UserError("nothing to write: pass --out OUT.mp4, --labels-dir DIR and/or --stats FILE")
         paths = _stream_paths(args)
@@ -186,16 +188,18 @@ class Run:
             for video, out, labels in paths:
                 self.streams.append(Stream(video, out, labels, codec_threads(budget)))
             if backend is None:
-                name, why = select_backend(args.backend, self.manifest)
                 started = time.perf_counter()
-                profile = args.profile_stages or name not in GPU_BACKENDS
-                self.backend = load_backend(name, self.manifest, args.threads, profile, args.calibrate, log)
+                loaded = load_backend(args.backend, self.manifest, args.threads, args.profile_stages, args.calibrate,
+                                      verify_mode(args), log)
+                self.backend, why, self.verdict = loaded.backend, loaded.why, loaded.verdict
+                name = self.backend.name
                 self.load_seconds = time.perf_counter() - started
             else:
                 if backend.manifest.folder.resolve() != self.manifest.folder.resolve():
                     raise ValueError(f"the backend was loaded from {backend.manifest.folder}, not {self.manifest.folder}")
                 name, why = backend.name, "loaded by the caller"
                 self.backend, self.load_seconds = backend, 0.0
+                self.verdict = verdict
                 backend.timer.reset()
             log(f"backend: {name} ({why}); {self.backend.describe()}")
             if self.manifest.data["checkpoint"].get("random_weights"):
@@ -301,6 +305,7 @@ class Run:
             "engines": str(manifest.folder), "stages_ms": self.backend.timer.summary(),
             "threads": self.backend.plan.to_dict() if self.backend.plan is not None else None,
             "keyframe_workers": self.keyframe_workers,
+            "verification": self.verdict.to_dict() if self.verdict is not None else None,
             "streams": per_stream, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if self.args.stats is not None:

@@ -1,40 +1,38 @@
 """The acceptance checks themselves (they need a GPU; planning and reporting are tested on the CPU).
 
 Every check returns an :class:`Outcome`; an exception inside a check is a 'fail' with its first
-line, never a crash of the whole run. Long checks run as subprocesses with the planned timeout.
+line, never a crash of the whole run, and a check that runs past its time limit is a 'timeout'
+(no verdict on the code). Builds and long checks run as subprocesses (``context.Context``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from runtime.errors import first_line
 
-from .plan import Check, Machine, Outcome
+from .context import Context, TimedOut
+from .plan import CLIP_SIZE, FPS_SIZE, Check, Machine, Outcome, needs
 
-REPO = Path(__file__).resolve().parents[2]
-CLIP = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
-CLIP_SIZE = (544, 960)  # the clip's 540x960 rounded up to multiples of 8
-CLIP_FRAMES, INTERVAL = 16, 4
+INTERVAL = 4  # keyframe interval of the end-to-end checks
 AGREEMENT = 0.99  # labels that must agree with the reference
 TOL = {"float32": 1e-5, "float16": 2e-3}  # max |gpu - cpu| / max |cpu|, as tests/plugins
 
 
 # ---- the machine ---------------------------------------------------------------------------------
 
-def probe(clip: Path) -> Machine:
-    """What this machine offers the checks (imports nothing that needs a GPU to succeed)."""
+def probe(clip: Path | None) -> Machine:
+    """What this machine offers the checks (imports nothing that needs a GPU to succeed). clip: the
+    --clip video, None for the frames shipped in gsvnet/samples."""
+    from gsvnet.samples import SAMPLE
     from plugins import launcher, toolchain
 
     gpu = capability = driver = None
@@ -47,9 +45,9 @@ def probe(clip: Path) -> Machine:
     try:
         import torch
 
-        torch_cuda = bool(torch.cuda.is_available())
+        torch_cuda, torch_version = bool(torch.cuda.is_available()), str(torch.__version__)
     except Exception:
-        torch_cuda = False
+        torch_cuda, torch_version = False, None
     try:
         import tensorrt
 
@@ -59,7 +57,8 @@ def probe(clip: Path) -> Machine:
     import importlib.util
 
     return Machine(gpu, capability, driver, torch_cuda, trt_version, tuple(t.describe() for t in toolchain.available()),
-                   clip.is_file(), importlib.util.find_spec("pytest") is not None)
+                   (SAMPLE if clip is None else clip).is_file(), importlib.util.find_spec("pytest") is not None,
+                   torch_version)
 
 
 def _version(module: str) -> str | None:
@@ -91,41 +90,7 @@ def environment(machine: Machine) -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-# ---- shared inputs ---------------------------------------------------------------------------------
-
-class Context:
-    """What several checks share: the clip, the ONNX engines folder at the clip's size, logging."""
-
-    def __init__(self, clip: Path, work: Path, log: Callable[[str], None]) -> None:
-        self.clip, self.work, self.log = clip, work, log
-        self._engines: Path | None = None
-        self._frames: list[np.ndarray] | None = None
-
-    def engines(self) -> Path:
-        """ONNX graphs + checkpoint (shipped weights) at 544x960, built once (reused while up to date)."""
-        if self._engines is None:
-            from export.build_engines import build, build_parser
-
-            out = self.work / f"onnx-{CLIP_SIZE[0]}x{CLIP_SIZE[1]}"
-            build(build_parser().parse_args(["--out", str(out), "--size", f"{CLIP_SIZE[0]}x{CLIP_SIZE[1]}",
-                                             "--backend", "onnx"]), log=lambda m: None)
-            self._engines = out
-        return self._engines
-
-    def frames(self) -> list[np.ndarray]:
-        """The clip's first CLIP_FRAMES frames at 544x960, uint8 [1,H,W,3]."""
-        if self._frames is None:
-            from runtime.video import VideoReader, resize_rgb
-
-            frames, reader = [], VideoReader(self.clip)
-            for decoded in reader:
-                frames.append(resize_rgb(decoded.rgb, CLIP_SIZE)[None])
-                if len(frames) == CLIP_FRAMES:
-                    break
-            reader.close()
-            self._frames = frames
-        return self._frames
-
+# ---- shared pieces ---------------------------------------------------------------------------------
 
 def _labels(backend, frames: list[np.ndarray]) -> np.ndarray:
     from gsvnet import KeyframeScheduler
@@ -133,29 +98,28 @@ def _labels(backend, frames: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([r.labels for r in KeyframeScheduler(backend, INTERVAL, label_size=CLIP_SIZE).run(iter(frames))])
 
 
-def _subprocess(args: list[str], timeout: int) -> tuple[int | None, str]:
-    """(exit status or None on timeout, the last 4000 characters of the output)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    try:
-        proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return None, out[-4000:]
-    return proc.returncode, (proc.stdout + proc.stderr)[-4000:]
+def _engines(ctx: Context, check: Check, machine: Machine, deadline: float) -> Path:
+    """The engines folder the check needs, built (or reused) leaving the check its run time."""
+    run_s = check.budget_s - check.build_s
+    folders = [ctx.build(b, deadline - run_s) for b in needs(check.name, machine)]
+    return folders[-1]
+
+
+def _last_line(out: str) -> str:
+    return next((l for l in reversed(out.strip().splitlines()) if l.strip()), "")
 
 
 # ---- the checks --------------------------------------------------------------------------------------
 
-def kernels_build(ctx: Context, check: Check, machine: Machine) -> Outcome:
+def kernels_build(ctx: Context, check: Check, machine: Machine, deadline: float) -> Outcome:
     arch = f"sm_{machine.capability[0]}{machine.capability[1]}"
-    rc, out = _subprocess(["-m", "plugins.build", "--arch", arch, "--table"], check.budget_s)
-    ok = rc == 0
-    line = next((l for l in out.splitlines() if l.startswith("plugins.build:")), out.strip().splitlines()[-1] if out.strip() else "")
-    return Outcome(check.name, "pass" if ok else "fail", f"{arch}: {line}" if rc is not None else f"timed out after {check.budget_s} s",
+    rc, out = ctx.command(check.name, ["-m", "plugins.build", "--arch", arch, "--table"], deadline)
+    line = next((l for l in out.splitlines() if l.startswith("plugins.build:")), _last_line(out))
+    return Outcome(check.name, "pass" if rc == 0 else "fail", f"{arch}: {line}",
                    figures={"arch": arch, "exit": rc, "output": out})
 
 
-def kernels_vs_cpu(ctx: Context, check: Check, machine: Machine) -> Outcome:
+def kernels_vs_cpu(ctx: Context, check: Check, machine: Machine, deadline: float) -> Outcome:
     """The CUDA kernels and the CPU build on the same real intermediates (warp + labels, edge map
     from labels, chunk filter), FP32 and FP16 storage."""
     import torch
@@ -165,7 +129,7 @@ def kernels_vs_cpu(ctx: Context, check: Check, machine: Machine) -> Outcome:
     from plugins.launcher import kernels
     from runtime.backends import create_backend
 
-    manifest = load_manifest(ctx.engines())
+    manifest = load_manifest(_engines(ctx, check, machine, deadline))
     ref = create_backend("torch", manifest, profile=False)
     f0, f1 = ctx.frames()[:2]
     with torch.no_grad():
@@ -181,7 +145,7 @@ def kernels_vs_cpu(ctx: Context, check: Check, machine: Machine) -> Outcome:
     radius = manifest.model["radius"]
     k = kernels()
     stream = torch.cuda.current_stream().cuda_stream
-    figures, ok = {"shape": [n, c, h, w], "radius": radius, "kernels": k.describe()}, True
+    figures, ok = {"shape": [n, c, h, w], "radius": radius, "kernels": k.describe(), "frames": ctx.frames_source}, True
     for dtype in ("float32", "float16"):
         half = dtype == "float16"
         host = {name: (a if name == "flow" else a.astype(dtype)) for name, a in arrays.items()}
@@ -215,43 +179,39 @@ def kernels_vs_cpu(ctx: Context, check: Check, machine: Machine) -> Outcome:
                    figures=figures)
 
 
-def torch_cuda_clip(ctx: Context, check: Check, machine: Machine) -> Outcome:
+def torch_cuda_clip(ctx: Context, check: Check, machine: Machine, deadline: float) -> Outcome:
+    """torch-cuda's labels against the FP32 CPU reference on the real frames, and its first-use
+    verification (runtime.verification) as a user's first run does it."""
     from export.manifest import load_manifest
     from runtime.backends import create_backend
+    from runtime.verification import verify_backend
 
-    manifest = load_manifest(ctx.engines())
+    manifest = load_manifest(_engines(ctx, check, machine, deadline))
     frames = ctx.frames()
     reference = _labels(create_backend("torch", manifest, profile=False), frames)
     backend = create_backend("torch-cuda", manifest, profile=False)
     agreement = float(np.mean(_labels(backend, frames) == reference))
-    figures = {"agreement": agreement, "frames": len(frames), "interval": INTERVAL, "backend": backend.describe(),
-               "precision": backend.precision}
-    return Outcome(check.name, "pass" if agreement >= AGREEMENT else "fail",
+    verdict = verify_backend(backend, "force", log=ctx.log)
+    figures = {"agreement": agreement, "frames": len(frames), "frames_source": ctx.frames_source, "interval": INTERVAL,
+               "backend": backend.describe(), "precision": backend.precision, "first_use_verification": verdict.line()}
+    ok = agreement >= AGREEMENT and verdict.status == "passed"
+    return Outcome(check.name, "pass" if ok else "fail",
                    f"{agreement:.4%} of pixels agree with the FP32 CPU reference over {len(frames)} frames "
-                   f"({backend.precision.upper()})", figures=figures)
+                   f"({backend.precision.upper()}); {verdict.line()}", figures=figures)
 
 
-def tensorrt(ctx: Context, check: Check, machine: Machine) -> Outcome:
+def tensorrt(ctx: Context, check: Check, machine: Machine, deadline: float) -> Outcome:
     from export.manifest import load_manifest
     from runtime.backends import create_backend
 
-    out = ctx.work / f"tensorrt-{CLIP_SIZE[0]}x{CLIP_SIZE[1]}"
-    if not out.exists():
-        shutil.copytree(ctx.engines(), out)
-    started = time.perf_counter()
-    rc, log = _subprocess(["-m", "export.build_engines", "--out", str(out), "--size", f"{CLIP_SIZE[0]}x{CLIP_SIZE[1]}",
-                           "--backend", "tensorrt", "--max-batch", "4", "--opt-level", "1"], max(30, check.budget_s - 40))
-    if rc != 0:
-        return Outcome(check.name, "fail", "engine build " + ("timed out" if rc is None else f"exit {rc}: ")
-                       + (log.strip().splitlines() or [""])[-1], figures={"build_log": log})
-    manifest = load_manifest(out)
+    manifest = load_manifest(_engines(ctx, check, machine, deadline))
     plugins = {s: (manifest.engines[s].get("plugins") or {}) for s in ("warp", "filter")}
     layers = {s: p.get("engine_layers", []) for s, p in plugins.items()}
     frames = ctx.frames()
     backend = create_backend("tensorrt", manifest, profile=False)
     agreement = float(np.mean(_labels(backend, frames) == _labels(create_backend("onnxruntime", manifest, profile=False), frames)))
     ok = all(layers.values()) and agreement >= AGREEMENT and backend.graph_error is None
-    figures = {"build_seconds": round(time.perf_counter() - started, 1), "plugin_layers": layers,
+    figures = {"build_seconds": {s: e.get("build_seconds") for s, e in manifest.engines.items()}, "plugin_layers": layers,
                "plugin_mode": {s: p.get("mode") for s, p in plugins.items()}, "agreement_vs_onnxruntime": agreement,
                "backend": backend.describe(), "graph_error": backend.graph_error}
     return Outcome(check.name, "pass" if ok else "fail",
@@ -259,32 +219,36 @@ def tensorrt(ctx: Context, check: Check, machine: Machine) -> Outcome:
                    figures=figures)
 
 
-def pytest_gpu(ctx: Context, check: Check, machine: Machine) -> Outcome:
-    rc, out = _subprocess(["-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/plugins",
-                           "tests/runtime/test_gpu_backends.py"], check.budget_s)
+def pytest_gpu(ctx: Context, check: Check, machine: Machine, deadline: float) -> Outcome:
+    rc, out = ctx.command(check.name, ["-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/plugins",
+                                       "tests/runtime/test_gpu_backends.py"], deadline)
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error)", out)}
     ok = rc == 0 and counts.get("passed", 0) > 0
-    summary = "timed out" if rc is None else ", ".join(f"{v} {k}" for k, v in counts.items()) or f"exit {rc}"
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or f"exit {rc}"
     return Outcome(check.name, "pass" if ok else "fail", summary, figures={"exit": rc, "counts": counts, "output": out})
 
 
-def fps(ctx: Context, check: Check, machine: Machine) -> Outcome:
-    out_dir = ctx.work / "fps"
-    rc, out = _subprocess(["-m", "benchmarks.fps", "--size", "1024x2048", "--backends", "auto", "--intervals", "1,2,3,4,5",
-                           "--iterations", "5", "--warmup", "2", "--frames", "20", "--repeats", "1",
-                           "--scaling-sizes", "1024x2048", "--batches", "1,2,4", "--out-dir", str(out_dir)], check.budget_s)
+def fps(ctx: Context, check: Check, machine: Machine, deadline: float) -> Outcome:
+    """benchmarks.fps at FPS_SIZE on the engines built (and timed) beforehand under OUT/engines."""
+    _engines(ctx, check, machine, deadline)
+    out_dir = ctx.out / "fps"
+    size = f"{FPS_SIZE[0]}x{FPS_SIZE[1]}"
+    rc, out = ctx.command(check.name, ["-m", "benchmarks.fps", "--size", size, "--backends", "auto", "--intervals", "1,2,3,4,5",
+                                       "--iterations", "5", "--warmup", "2", "--frames", "20", "--repeats", "1",
+                                       "--scaling-sizes", size, "--batches", "1,2,4", "--out-dir", str(out_dir)],
+                          deadline, env={"GSVNET_BENCH_CACHE": str(ctx.engines_root)})
     written = sorted(out_dir.glob("*.json")) if out_dir.is_dir() else []
     if rc != 0 or not written:
-        return Outcome(check.name, "fail", "timed out" if rc is None else f"exit {rc}: {(out.strip().splitlines() or [''])[-1]}",
-                       figures={"output": out})
+        return Outcome(check.name, "fail", f"exit {rc}: {_last_line(out)}", figures={"output": out})
     result = json.loads(written[-1].read_text())
     e2e = {b: {l: v["median"] for l, v in per_l.items()} for b, per_l in result["end_to_end"].items()}
     scaling = [{"size": s["size"], "batch": s["batch"], "ms": {b: {k: v["median"] for k, v in m.items()} for b, m in s["ms"].items()}}
                for s in result.get("scaling", [])]
     best = max(((b, v) for b, per_l in e2e.items() for v in per_l.values()), key=lambda x: x[1])
-    return Outcome(check.name, "pass", f"best {best[1]:.1f} FPS ({best[0]}) at 1024x2048; baseline {result['baseline']}",
+    return Outcome(check.name, "pass", f"best {best[1]:.1f} FPS ({best[0]}) at {size}; baseline {result['baseline']}",
                    figures={"end_to_end_fps": e2e, "scaling_ms": scaling, "stages_ms": {b: {s: v["median"] for s, v in st.items()}
-                            for b, st in result["stages"].items()}, "precision": result.get("precision"),
+                            for b, st in result["stages"].items()}, "stages_caveats": result.get("stage_caveats", {}),
+                            "precision": result.get("precision"), "frames_source": result.get("frames_source"),
                             "fps_json": str(written[-1])})
 
 
@@ -293,13 +257,22 @@ RUNNERS = {"kernels-build": kernels_build, "kernels-vs-cpu": kernels_vs_cpu, "to
 
 
 def run(check: Check, ctx: Context, machine: Machine) -> Outcome:
-    """Run one planned check, timing it; a skip or an exception becomes its Outcome."""
+    """Run one planned check within ``check.limit`` seconds, timing it; a skip, an exception or
+    running out of time becomes its Outcome."""
     if check.skip:
         return Outcome(check.name, "skip", check.skip)
-    started = time.perf_counter()
+    started = time.monotonic()
     try:
-        outcome = RUNNERS[check.name](ctx, check, machine)
+        outcome = RUNNERS[check.name](ctx, check, machine, started + check.limit)
+    except TimedOut as e:
+        spare = check.limit - check.budget_s
+        building = f" + {check.build_s} s to build ({check.build_basis})" if check.build_s else ""
+        outcome = Outcome(check.name, "timeout",
+                          f"{e}; the check had {check.limit} s ({check.budget_s - check.build_s} s to run{building} + "
+                          f"{spare} s spare); a rerun with the same --out reuses what was built",
+                          figures={"limit_s": check.limit, "budget_s": check.budget_s, "build_s": check.build_s,
+                                   "build_basis": check.build_basis, "command_limit_s": round(e.limit_s)})
     except Exception as e:  # one check failing must not stop the others
         outcome = Outcome(check.name, "fail", first_line(e))
-    outcome.seconds = round(time.perf_counter() - started, 1)
+    outcome.seconds = round(time.monotonic() - started, 1)
     return outcome

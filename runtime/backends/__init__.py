@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import dataclass
 from typing import Callable
 
 from export.engine_compat import (ENGINE_STAGES, check_engines, current_environment, gpu_identity, rebuild_hint,
@@ -15,13 +16,6 @@ from ..threads import ThreadPlan
 from . import gpu_checks
 from .base import Backend, State
 
-#: most preferred first; ``auto`` takes the first available one
-PREFERENCE = ("tensorrt", "torch-cuda", "onnxruntime-cuda", "onnxruntime")
-CHOICES = ("auto", "tensorrt", "torch-cuda", "onnxruntime-cuda", "onnxruntime", "torch")
-#: backends whose work is asynchronous on a GPU (per-stage timing would synchronise them)
-GPU_BACKENDS = ("tensorrt", "torch-cuda", "onnxruntime-cuda")
-
-
 def _cuda_gpu() -> str | None:
     """None if a CUDA GPU is usable from torch, else why not."""
     import torch
@@ -32,8 +26,10 @@ def _cuda_gpu() -> str | None:
 
 
 def _torch_cuda_reason() -> str | None:
-    """torch sees a GPU and our CUDA kernels load on it (built with nvcc, cached)."""
+    """torch sees a GPU, has kernels for its architecture, and our CUDA kernels load on it."""
     if (why := _cuda_gpu()) is not None:
+        return why
+    if (why := gpu_checks.torch_kernels_reason()) is not None:
         return why
     try:
         import torch
@@ -78,15 +74,9 @@ def _tensorrt_reason(manifest: Manifest) -> str | None:
 
 def unavailable_reason(name: str, manifest: Manifest) -> str | None:
     """None if ``name`` can run here with these engines, else a short reason why not."""
-    if name in ("onnxruntime", "torch"):
-        return None
-    if name == "onnxruntime-cuda":
-        return gpu_checks.onnxruntime_cuda_reason()
-    if name == "torch-cuda":
-        return _torch_cuda_reason()
-    if name == "tensorrt":
-        return _tensorrt_reason(manifest)
-    raise UserError(f"unknown backend {name!r}; choose one of: {', '.join(CHOICES)}")
+    if name not in REGISTRY:
+        raise UserError(f"unknown backend {name!r}; choose one of: {', '.join(CHOICES)}")
+    return REGISTRY[name].unavailable(manifest)
 
 
 def precision_note(name: str, manifest: Manifest | None = None) -> str:
@@ -127,51 +117,73 @@ def select_backend(requested: str, manifest: Manifest) -> tuple[str, str]:
 
 def create_backend(name: str, manifest: Manifest, threads: int = 0, profile: bool = True,
                    plan: ThreadPlan | None = None) -> Backend:
-    """Instantiate backend ``name`` (use ``select_backend`` first to resolve ``auto``).
+    """Instantiate backend ``name`` (runtime.loading.load_backend resolves ``auto`` and verifies it).
 
     threads: CPU threads of every graph (0: the library's default); ``plan`` (the CPU backends;
     runtime.calibration.thread_plan) instead gives each graph its own count for a pipelined run.
     """
-    factories: dict[str, Callable[[], Backend]] = {
-        "onnxruntime": lambda: _onnxruntime(manifest, ["CPUExecutionProvider"], threads, profile, plan),
-        "onnxruntime-cuda": lambda: _onnxruntime_device(manifest, threads, profile),
-        "torch": lambda: _torch(manifest, "cpu", threads, profile, plan),
-        "torch-cuda": lambda: _torch_cuda(manifest, profile),
-        "tensorrt": lambda: _tensorrt(manifest, profile),
-    }
-    if name not in factories:
-        raise UserError(f"backend {name} is not implemented in this build; choose one of: {', '.join(sorted(factories))}")
-    return factories[name]()
+    if name not in REGISTRY:
+        raise UserError(f"backend {name} is not implemented in this build; choose one of: {', '.join(REGISTRY)}")
+    return REGISTRY[name].factory(manifest, threads, profile, plan)
 
 
-def _onnxruntime(manifest: Manifest, providers: list[str], threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
+def _onnxruntime(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
     from .onnxruntime_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(manifest, providers, threads, profile, plan)
+    return OnnxRuntimeBackend(manifest, ["CPUExecutionProvider"], threads, profile, plan)
 
 
-def _onnxruntime_device(manifest: Manifest, threads: int, profile: bool) -> Backend:
+def _onnxruntime_device(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
     from .onnxruntime_device_backend import OnnxRuntimeDeviceBackend
 
     return OnnxRuntimeDeviceBackend(manifest, ["CUDAExecutionProvider", "CPUExecutionProvider"], threads, profile)
 
 
-def _torch_cuda(manifest: Manifest, profile: bool) -> Backend:
+def _torch_cuda(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
     from .torch_cuda_backend import TorchCudaBackend
 
     return TorchCudaBackend(manifest, profile)
 
 
-def _tensorrt(manifest: Manifest, profile: bool) -> Backend:
+def _tensorrt(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
     from .tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(manifest, profile)
 
 
-def _torch(manifest: Manifest, device: str, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
+def _torch(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
     from .torch_backend import TorchBackend
 
-    return TorchBackend(manifest, device, threads, profile, plan)
+    return TorchBackend(manifest, "cpu", threads, profile, plan)
 
 
-__all__ = ["Backend", "CHOICES", "GPU_BACKENDS", "State", "create_backend", "select_backend", "unavailable_reason"]
+@dataclass(frozen=True)
+class BackendEntry:
+    """One backend: its name, whether it can run here (None, or why not) and how to make it."""
+
+    name: str
+    unavailable: Callable[[Manifest], str | None]
+    factory: Callable[[Manifest, int, bool, ThreadPlan | None], Backend]
+    gpu: bool  # asynchronous on a GPU: per-stage timing would synchronise it
+
+
+def _always(manifest: Manifest) -> str | None:
+    return None
+
+
+#: every backend, most preferred first: ``auto`` takes the first that is available and passes
+#: the first-use verification (the PyTorch reference last, when nothing faster can be trusted)
+REGISTRY: dict[str, BackendEntry] = {e.name: e for e in (
+    BackendEntry("tensorrt", _tensorrt_reason, _tensorrt, gpu=True),
+    BackendEntry("torch-cuda", lambda m: _torch_cuda_reason(), _torch_cuda, gpu=True),
+    BackendEntry("onnxruntime-cuda", lambda m: gpu_checks.onnxruntime_cuda_reason(), _onnxruntime_device, gpu=True),
+    BackendEntry("onnxruntime", _always, _onnxruntime, gpu=False),
+    BackendEntry("torch", _always, _torch, gpu=False),
+)}
+PREFERENCE = tuple(REGISTRY)
+CHOICES = ("auto", *REGISTRY)
+GPU_BACKENDS = tuple(name for name, entry in REGISTRY.items() if entry.gpu)
+
+
+__all__ = ["Backend", "BackendEntry", "CHOICES", "GPU_BACKENDS", "PREFERENCE", "REGISTRY", "State", "create_backend",
+           "select_backend", "unavailable_reason"]

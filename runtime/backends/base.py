@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from export.manifest import Manifest
+from export.manifest import STAGES, Manifest
 
 from ..threads import ThreadPlan
 from ..timing import StageTimer
@@ -28,6 +28,24 @@ class State:
 
     scores: Array  # [N,C,h,w]
     small: Array  # [N,3,h,w]
+
+
+def cpu_identity() -> dict:
+    """The CPU model and a digest of its feature flags (kernels differ with AVX2/AVX-512/AMX)."""
+    import hashlib
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    return {"cpu": model, "flags_sha256": hashlib.sha256(flags.encode()).hexdigest()[:16]}
 
 
 def resize_labels_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -90,8 +108,34 @@ class Backend(ABC):
         """One line: what executes the graphs (device, providers, threads)."""
         return self.name
 
+    # ---- what the first-use verification keys its verdict on (runtime/verification.py) -------
+    #: how this backend computes ('fp32', 'fp16', 'int8-keyframe'); part of the verdict's key
+    precision: str = "fp32"
+
+    def exercised_files(self) -> dict[str, str]:
+        """The engines folder's files this backend executes: relative name -> sha256 (from the
+        manifest, which the backend checked every file against when it loaded)."""
+        return {self.manifest.graphs[s]["file"]: self.manifest.graphs[s]["sha256"] for s in STAGES}
+
+    def device_identity(self) -> dict:
+        """What computes: the CPU model and its instruction-set flags (GPU backends: the GPU)."""
+        return cpu_identity()
+
+    def library_versions(self) -> dict:
+        """Versions of the libraries whose kernels compute the results."""
+        return {"numpy": np.__version__}
+
+    def kernel_checks(self, frames: np.ndarray) -> list[str]:
+        """Our own kernels (where a backend launches them itself) on real intermediates of
+        ``frames`` (uint8 [F,H,W,3] at the engine size, frame 1 propagated from frame 0), held to
+        the reference ops; one clause per kernel that disagrees (empty: all agree, or none)."""
+        return []
+
     def cancel(self) -> None:
         """Abandon the step in flight if the backend can (called from a signal handler)."""
+
+    def close(self) -> None:
+        """Release what the backend holds (sessions, device memory); it is not used afterwards."""
 
     # ---- the steps (written once for every backend) -----------------------------------------
     def _stage(self, name: str, *inputs: Array) -> Array:

@@ -1,4 +1,9 @@
-"""onnxruntime backend: the ONNX graphs listed in the manifest, on the CPU or CUDA provider."""
+"""onnxruntime backends: the ONNX graphs listed in the manifest as onnxruntime sessions.
+
+``OnnxRuntimeSessions`` loads them (providers, threads, precision); ``OnnxRuntimeBackend`` runs
+them on numpy arrays (the CPU, or the CUDA provider copying every stage's inputs up and its output
+back); its sibling ``onnxruntime_device_backend.OnnxRuntimeDeviceBackend`` binds device buffers.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,12 @@ from ..labels import upsample_argmax_x8
 from ..threads import ThreadPlan
 from .base import Array, Backend
 
-__all__ = ["OnnxRuntimeBackend", "make_session"]
+__all__ = ["OnnxRuntimeBackend", "OnnxRuntimeSessions", "make_session"]
 
 
-class OnnxRuntimeBackend(Backend):
-    name = "onnxruntime"
-    concurrent_steps = True  # sessions are thread-safe and inputs/outputs are fresh numpy arrays
+class OnnxRuntimeSessions(Backend):
+    """One onnxruntime session per stage graph, and what the backend built on them reports;
+    subclasses say how a stage runs and on which array type."""
 
     def __init__(self, manifest: Manifest, providers: list[str] | None = None, threads: int = 0, profile: bool = True,
                  plan: ThreadPlan | None = None) -> None:
@@ -28,6 +33,8 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads
         if self.providers[0] != "CPUExecutionProvider":
             self.concurrent_steps = False
+        if manifest.graphs["keyframe"].get("precision") == "int8":
+            self.precision = "int8-keyframe"
         self.run_options = ort.RunOptions()
         self.sessions: dict[str, ort.InferenceSession] = {}
         self.input_names: dict[str, list[str]] = {}
@@ -41,6 +48,26 @@ class OnnxRuntimeBackend(Backend):
             self.input_names[stage] = [spec["name"] for spec in entry["inputs"]]
             self.output_names[stage] = entry["outputs"][0]["name"]
 
+    def cancel(self) -> None:
+        self.run_options.terminate = True
+
+    def device_identity(self) -> dict:
+        return {**super().device_identity(), "providers": list(self.providers)}
+
+    def library_versions(self) -> dict:
+        return {**super().library_versions(), "onnxruntime": ort.__version__}
+
+    def describe(self) -> str:
+        threads = self.plan.describe() if self.plan is not None else f"intra-op threads: {self.threads or 'default'}"
+        return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}, {threads})"
+
+
+class OnnxRuntimeBackend(OnnxRuntimeSessions):
+    """The sessions on numpy arrays: every stage's inputs and output are host arrays."""
+
+    name = "onnxruntime"
+    concurrent_steps = True  # sessions are thread-safe and inputs/outputs are fresh numpy arrays
+
     def run(self, stage: str, *inputs: Array) -> Array:
         feeds = dict(zip(self.input_names[stage], inputs))
         return self.sessions[stage].run([self.output_names[stage]], feeds, self.run_options)[0]
@@ -53,15 +80,8 @@ class OnnxRuntimeBackend(Backend):
         with self.timer("labels"):
             return upsample_argmax_x8(scores)
 
-    def cancel(self) -> None:
-        self.run_options.terminate = True
-
     def upload(self, frames: np.ndarray) -> Array:
         return np.ascontiguousarray(frames)
 
     def download(self, labels: Array) -> np.ndarray:
         return labels
-
-    def describe(self) -> str:
-        threads = self.plan.describe() if self.plan is not None else f"intra-op threads: {self.threads or 'default'}"
-        return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}, {threads})"

@@ -1,9 +1,9 @@
 """onnxruntime with IOBinding: frames, state and labels stay on the provider's device.
 
-The plain onnxruntime backend hands numpy arrays to every ``run``, so with the CUDA provider
-each stage copies its inputs up and its output back. Here every stage binds OrtValues that
-already live on the device and binds its output there too; only the frames go up and the uint8
-labels come back. ``device="cpu"`` gives the same code path on the CPU (used by the tests).
+Its sibling, the plain onnxruntime backend, hands numpy arrays to every ``run``, so with the
+CUDA provider each stage copies its inputs up and its output back. Here every stage binds
+OrtValues that already live on the device and binds its output there too; only the frames go up
+and the uint8 labels come back. ``device="cpu"`` gives the same code path on the CPU (used by the tests).
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ import onnxruntime as ort
 from export.manifest import Manifest
 
 from ..errors import UserError
-from .base import Array, Backend
-from .onnxruntime_backend import OnnxRuntimeBackend
+from .base import Array
+from .gpu_checks import gpu_driver
+from .onnxruntime_backend import OnnxRuntimeSessions
 
 
-class OnnxRuntimeDeviceBackend(OnnxRuntimeBackend):
+class OnnxRuntimeDeviceBackend(OnnxRuntimeSessions):
+    """The sessions on OrtValues bound on ``device``: the labels stage is the labels graph there
+    (``Backend.engine_labels``), so only the uint8 labels come back."""
+
     name = "onnxruntime-cuda"
     concurrent_steps = False  # steps bind device buffers
 
@@ -49,10 +53,6 @@ class OnnxRuntimeDeviceBackend(OnnxRuntimeBackend):
     def upload(self, frames: np.ndarray) -> Array:
         return self._value(frames)
 
-    def engine_labels(self, scores: Array) -> np.ndarray:
-        """The labels graph on the device: only the uint8 labels come back."""
-        return Backend.engine_labels(self, scores)
-
     def download(self, labels: Array) -> np.ndarray:
         return labels.numpy() if isinstance(labels, ort.OrtValue) else np.asarray(labels)
 
@@ -63,6 +63,9 @@ class OnnxRuntimeDeviceBackend(OnnxRuntimeBackend):
     def split(self, array: Array, sizes: list[int]) -> list[Array]:
         host = self.download(array)
         return [self._value(piece) for piece in np.split(host, np.cumsum(sizes)[:-1], axis=0)]
+
+    def device_identity(self) -> dict:
+        return {**super().device_identity(), "driver": gpu_driver()}
 
     def describe(self) -> str:
         return super().describe() + f", IOBinding on {self.device}:{self.device_id}"

@@ -1,5 +1,8 @@
 """tensorrt backend: the FP16 engines listed in the manifest, our plugins, one CUDA stream.
 
+The batch buffers, pinned upload, state slots, per-direction CUDA graphs and label download are
+``DeviceBackend``'s; here: its array type (``cuda_memory.DeviceTensor`` on one cuda-python
+stream) and one engine per stage.
 - Engines are refused (one line, ManifestError) unless built for this TensorRT version, GPU and
   plugin code (``export.engine_compat``); the plugins are registered before deserialising.
 - Device buffers come from ``buffer_plan`` and are allocated once per batch size; every
@@ -22,15 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from export.engine_compat import ENGINE_STAGES, check_engines, current_environment, rebuild_hint
+from export.engine_compat import ENGINE_STAGES, check_engines, current_environment, gpu_identity, rebuild_hint
 from export.manifest import Manifest, ManifestError
 
 from ..errors import first_line
-from .base import Array, Backend, State, resize_labels_nearest
+from .base import Array, State
 from .buffer_plan import KEYFRAME_PROGRAM, PROPAGATION_PROGRAM, BufferPlan, plan_buffers
 from .cuda_memory import (BufferPool, CudaGraph, DeviceBuffer, DeviceTensor, Event, PinnedBuffer, Stream, check,
                           copy_on_device, copy_to_device, copy_to_host, cudart)
-from .state_slots import StateSlots
+from .device_backend import DeviceBackend, DeviceBatch
+from .gpu_checks import gpu_driver
 
 
 def bind_address(ctx: Any, name: str, ptr: int) -> None:
@@ -105,25 +109,23 @@ class _Engine:
             raise RuntimeError("TensorRT execute_async_v3 failed (see TensorRT's message above)")
 
 
-class _Batch:
-    """Everything allocated for one batch size: plan, device regions, pinned mirrors, slots, graphs."""
+class _Batch(DeviceBatch):
+    """One batch size's buffer plan and device regions (every tensor of the plan views one), its
+    pinned mirrors and state slots (``DeviceBatch``)."""
 
-    def __init__(self, plan: BufferPlan, slots_copy: Any, clone: Any) -> None:
+    def __init__(self, plan: BufferPlan, copy: Any, clone: Any) -> None:
         self.plan = plan
         self.regions = {name: DeviceBuffer(nbytes) for name, nbytes in plan.regions.items()}
         self.tensors = {name: DeviceTensor(self.regions[buf.region].ptr, buf.shape, buf.dtype, self.regions[buf.region])
                         for name, buf in plan.buffers.items()}
-        self.image_host = PinnedBuffer(plan.buffers["image"].shape, np.uint8)
-        self.labels_host = PinnedBuffer(plan.buffers["labels"].shape, np.uint8)
-        self.uploaded = Event()  # the last upload has finished reading image_host
+        image_host = PinnedBuffer(plan.buffers["image"].shape, np.uint8)
+        labels_host = PinnedBuffer(plan.buffers["labels"].shape, np.uint8)
         slot = [State(self.tensors[f"scores.{i}"], self.tensors[f"small.{i}"]) for i in (0, 1)]
-        self.slots = StateSlots((slot[0], slot[1]), slots_copy, clone)
-        self.graphs: dict[int, CudaGraph] = {}
+        super().__init__(self.tensors["image"], image_host, labels_host, Event(), (slot[0], slot[1]), copy, clone)
 
 
-class TensorRTBackend(Backend):
+class TensorRTBackend(DeviceBackend):
     name = "tensorrt"
-    is_async = True
 
     def __init__(self, manifest: Manifest, profile: bool = True, use_graphs: bool = True, device: int = 0) -> None:
         import tensorrt as trt
@@ -138,7 +140,7 @@ class TensorRTBackend(Backend):
             from plugins import tensorrt_plugins
 
             tensorrt_plugins.register()
-        super().__init__(manifest, profile)
+        super().__init__(manifest, profile, use_graphs=use_graphs)
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
@@ -149,9 +151,30 @@ class TensorRTBackend(Backend):
         self.stream = Stream()
         self.workspace = DeviceBuffer(max(e.memory_size for e in self.engines.values()))
         self.pool = BufferPool()
-        self.use_graphs = use_graphs
-        self.graph_error: str | None = None
-        self._batches: dict[int, _Batch] = {}
+
+    # ---- the array type: DeviceTensor on one cuda-python stream ----------------------------------
+    def _stream(self) -> Stream:
+        return self.stream
+
+    def _copy(self, dst: DeviceTensor, src: DeviceTensor) -> None:
+        copy_on_device(dst, src, self.stream)
+
+    def _clone(self, src: DeviceTensor) -> DeviceTensor:
+        out = self.pool.tensor(src.shape, src.dtype)
+        copy_on_device(out, src, self.stream)
+        return out
+
+    def _rows(self, array: DeviceTensor, start: int, stop: int) -> DeviceTensor:
+        return array.rows(start, stop)
+
+    def _host_array(self, pinned: PinnedBuffer) -> np.ndarray:
+        return pinned.array
+
+    def _copy_to_device(self, dst: DeviceTensor, pinned: PinnedBuffer) -> None:
+        copy_to_device(dst, pinned.array, self.stream)
+
+    def _copy_to_host(self, pinned: PinnedBuffer, src: DeviceTensor) -> None:
+        copy_to_host(pinned.array, src, self.stream)
 
     # ---- buffers and contexts ------------------------------------------------------------------
     def _bind_thread(self) -> None:
@@ -166,15 +189,10 @@ class TensorRTBackend(Backend):
         if n > self.max_batch:
             raise ValueError(f"batch {n} exceeds the engines' largest batch {self.max_batch}; rebuild with "
                              f"`python -m export.build_engines --backend tensorrt --max-batch {n} --out {self.manifest.folder}`")
-        if n not in self._batches:
-            plan = plan_buffers({s: self.manifest.engines[s] for s in ENGINE_STAGES}, n)
-            self._batches[n] = _Batch(plan, lambda dst, src: copy_on_device(dst, src, self.stream), self._clone)
-        return self._batches[n]
+        return super()._batch(n)
 
-    def _clone(self, src: DeviceTensor) -> DeviceTensor:
-        out = self.pool.tensor(src.shape, src.dtype)
-        copy_on_device(out, src, self.stream)
-        return out
+    def _new_batch(self, n: int) -> _Batch:
+        return _Batch(plan_buffers({s: self.manifest.engines[s] for s in ENGINE_STAGES}, n), self._copy, self._clone)
 
     def _execute(self, b: _Batch, stage: str, read: int) -> None:
         """Run ``stage`` wired to the state slots (read ``read``, write the other)."""
@@ -183,45 +201,22 @@ class TensorRTBackend(Backend):
         addresses = {tensor: b.tensors[buf].ptr for tensor, buf in binding.items()}
         engine.execute(engine.context((b.plan.batch, read), b.plan.batch, self.workspace, addresses), self.stream)
 
-    def _upload(self, b: _Batch, frames: np.ndarray) -> None:
-        with self.timer("upload"):
-            b.uploaded.synchronize()  # the previous copy has finished reading the pinned buffer
-            np.copyto(b.image_host.array, frames)
-            copy_to_device(b.tensors["image"], b.image_host.array, self.stream)
-            b.uploaded.record(self.stream)
-
-    # ---- the steps -----------------------------------------------------------------------------
-    def keyframe_step(self, frames: np.ndarray) -> State:
-        self.check_frames(frames)
-        b = self._batch(len(frames))
-        self._upload(b, frames)
-        q = b.slots.output_slot()
+    # ---- the steps: one engine per stage -------------------------------------------------------
+    def _keyframe_into(self, b: _Batch, q: int) -> None:
         for stage in KEYFRAME_PROGRAM:
             with self.timer(stage):
                 self._execute(b, stage, read=1 - q)
-        return b.slots.hand_out(q)
 
-    def propagation_step(self, state: State, frames: np.ndarray) -> State:
-        self.check_frames(frames)
-        if state.scores.shape[0] != len(frames):
-            raise ValueError(f"state holds {state.scores.shape[0]} frames, got {len(frames)} new frames")
-        b = self._batch(len(frames))
-        self._upload(b, frames)
-        p = b.slots.input_slot(state)
-        q = b.slots.output_slot(avoid=p)
-        graph = b.graphs.get(p) if self.use_graphs else None
-        if graph is not None:
-            with self.timer("propagation_graph"):
-                graph.launch(self.stream)
-        else:
-            for stage in PROPAGATION_PROGRAM:
-                with self.timer(stage):
-                    self._execute(b, stage, read=p)
-            if self.use_graphs and self.graph_error is None:
-                self._capture(b, p)  # the eager run above flushed TensorRT's deferred updates
-        return b.slots.hand_out(q)
+    def _propagate_eagerly(self, b: _Batch, p: int, q: int) -> None:
+        for stage in PROPAGATION_PROGRAM:
+            with self.timer(stage):
+                self._execute(b, stage, read=p)
 
-    def _capture(self, b: _Batch, p: int) -> None:
+    def _first_propagation(self, b: _Batch, p: int, q: int) -> CudaGraph | None:
+        self._propagate_eagerly(b, p, q)  # this eager run flushes TensorRT's deferred updates before the capture
+        return self._capture(b, p)
+
+    def _capture(self, b: _Batch, p: int) -> CudaGraph | None:
         graph = CudaGraph()
         try:
             with graph.capture(self.stream):
@@ -229,28 +224,24 @@ class TensorRTBackend(Backend):
                     self._execute(b, stage, read=p)
         except Exception as e:  # e.g. a plugin that cannot be captured: stay eager, say why in describe()
             self.graph_error = first_line(e)
-            return
-        b.graphs[p] = graph
+            return None
+        return graph
 
-    def labels(self, state: State, size: tuple[int, int]) -> np.ndarray:
-        n = state.scores.shape[0]
-        b = self._batch(n)
+    def _replay(self, graph: CudaGraph) -> None:
+        graph.launch(self.stream)
+
+    def _labels_on_device(self, b: _Batch, state: State) -> DeviceTensor:
         s = b.slots.holding(state)
-        with self.timer("labels"):
-            if s is not None:
-                self._execute(b, "labels", read=s)
-            else:  # a state outside the slots (e.g. concatenated streams): bind its address per call
-                engine = self.engines["labels"]
-                ctx = engine.context((n, "loose"), n, self.workspace)
-                bind_address(ctx, "scores", state.scores.ptr)
-                bind_address(ctx, "labels", b.tensors["labels"].ptr)
-                engine.execute(ctx, self.stream)
-        with self.timer("download"):
-            copy_to_host(b.labels_host.array, b.tensors["labels"], self.stream)
-            self.stream.synchronize()
-            labels = b.labels_host.array.copy()
-        with self.timer("resize_labels"):
-            return resize_labels_nearest(labels, size)
+        if s is not None:
+            self._execute(b, "labels", read=s)
+        else:  # a state outside the slots (e.g. concatenated streams): bind its address per call
+            n = state.scores.shape[0]
+            engine = self.engines["labels"]
+            ctx = engine.context((n, "loose"), n, self.workspace)
+            bind_address(ctx, "scores", state.scores.ptr)
+            bind_address(ctx, "labels", b.tensors["labels"].ptr)
+            engine.execute(ctx, self.stream)
+        return b.tensors["labels"]
 
     # ---- the generic interface -----------------------------------------------------------------
     def run(self, stage: str, *inputs: Array) -> Array:
@@ -291,13 +282,21 @@ class TensorRTBackend(Backend):
             start += a.shape[0]
         return out
 
-    def split(self, array: Array, sizes: list[int]) -> list[Array]:
-        """Copies, not views: pieces must outlive the slot the array may live in."""
-        bounds = np.cumsum([0, *sizes])
-        return [self._clone(array.rows(int(a), int(b))) for a, b in zip(bounds[:-1], bounds[1:])]
-
     def synchronize(self) -> None:
         self.stream.synchronize()
+
+    precision = "fp16"
+
+    def exercised_files(self) -> dict[str, str]:
+        engines = self.manifest.engines
+        return {engines[stage]["file"]: engines[stage]["sha256"] for stage in ENGINE_STAGES}
+
+    def device_identity(self) -> dict:
+        gpu, capability = gpu_identity(self.device)
+        return {"gpu": gpu, "compute_capability": capability, "driver": gpu_driver()}
+
+    def library_versions(self) -> dict:
+        return {**super().library_versions(), "tensorrt": self.trt.__version__}
 
     def describe(self) -> str:
         graphs = "CUDA graphs on" if self.use_graphs and self.graph_error is None else \

@@ -57,6 +57,13 @@ class TorchBackend(Backend):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def exercised_files(self) -> dict[str, str]:
+        checkpoint = self.manifest.data["checkpoint"]
+        return {checkpoint["file"]: checkpoint["sha256"]}
+
+    def library_versions(self) -> dict:
+        return {**super().library_versions(), "torch": torch.__version__}
+
     def describe(self) -> str:
         plan = f"; {self.plan.describe()}" if self.plan is not None else ""
         return f"torch {torch.__version__} eager on {self.device} ({torch.get_num_threads()} threads{plan})"

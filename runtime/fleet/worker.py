@@ -28,13 +28,14 @@ class SegmentWorker:
 
         from export.manifest import load_manifest
 
-        from ..backends import GPU_BACKENDS, select_backend
-        from ..infer import USER_ERRORS, load_backend
+        from ..infer import USER_ERRORS
+        from ..loading import load_backend
 
         self.out_dir = Path(out_dir)
         self.info: dict = {"pid": os.getpid(), "host": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(),
                            "node_id": ray.get_runtime_context().get_node_id(), "refusal": None}
         self.backend = None
+        self.verdict = None
         self.engines_identity: dict = {}
         self._run = None
         self._stop = threading.Event()
@@ -44,11 +45,13 @@ class SegmentWorker:
                                         "and the videos must be at the same path on every node (a shared file system)")
             manifest = load_manifest(engines)
             self.engines_identity = engines_identity(manifest)
-            name, why = select_backend(backend, manifest)  # per node: TensorRT engines are checked against this GPU
             started = time.perf_counter()
-            self.backend = load_backend(name, manifest, threads, profile=name not in GPU_BACKENDS,
-                                        log=lambda line: None)
-            self.info.update(backend=name, why=why, detail=self.backend.describe(),
+            # per node: TensorRT engines are checked against this GPU, and every backend is verified on it
+            notes: list[str] = []
+            loaded = load_backend(backend, manifest, threads, log=notes.append)
+            self.backend, self.verdict = loaded.backend, loaded.verdict
+            self.info.update(backend=self.backend.name, why=loaded.why, detail=self.backend.describe(),
+                             verification=loaded.verdict.line(), notes=notes,
                              load_seconds=round(time.perf_counter() - started, 3))
         except USER_ERRORS as e:
             self.info["refusal"] = str(e)
@@ -87,7 +90,7 @@ class SegmentWorker:
                 raise Interrupted()
             stage.mkdir(parents=True)
             args = build_parser().parse_args(infer_arguments(job, settings, stage))
-            run = Run(args, log=notes.append, backend=self.backend)
+            run = Run(args, log=notes.append, backend=self.backend, verdict=self.verdict)
             self._run = run
             try:
                 if self._stop.is_set():

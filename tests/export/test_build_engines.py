@@ -167,3 +167,31 @@ def test_custom_op_graphs_are_gsvnet_nodes_with_function_bodies(engines):
         assert manifest.graphs[stage]["custom_op"] == op
     radius = [a for a in onnx.load(str(engines / "filter.onnx")).graph.node[0].attribute if a.name == "radius"]
     assert radius and radius[0].i == 1
+
+
+@pytest.mark.parametrize("backend,status", [("auto", 0), ("tensorrt", 2)])
+def test_a_tensorrt_failure_leaves_a_working_onnx_folder_and_one_line(tmp_path, monkeypatch, capsys, backend, status):
+    """TensorRT importable but failing (no GPU here): the FP32 graphs, their verification set and
+    the manifest are written first, the reason is one line and recorded; --backend tensorrt exits 2."""
+    from export import build_engines, tensorrt_build
+    from export.build_errors import BuildError
+    from export.manifest import load_manifest
+
+    def fail(manifest, model, args, log):
+        raise BuildError("no usable CUDA GPU for TensorRT (CUDA initialization failure)")
+
+    monkeypatch.setattr(build_engines, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(tensorrt_build, "build_tensorrt_engines", fail)
+    out = tmp_path / "eng"
+    code = build_engines.main(["--random-weights", "--num-classes", "5", "--size", "32x64", "--out", str(out),
+                               "--backend", backend])
+    captured = capsys.readouterr()
+    err, log = captured.err, captured.out  # the build logs on stdout, errors go to stderr
+    assert code == status
+    manifest = load_manifest(out, needed_graphs=("keyframe", "flow", "warp", "intra", "guide", "filter", "labels"))
+    assert manifest.engines == {} and "CUDA initialization failure" in manifest.data["tensorrt"]["reason"]
+    assert (out / manifest.data["verification"]["file"]).is_file()
+    if status:
+        assert err.strip().splitlines()[-1].startswith("error: TensorRT engines were not built (no usable CUDA GPU")
+    else:
+        assert any(line.startswith("TensorRT engines were not built: no usable CUDA GPU") for line in log.splitlines())

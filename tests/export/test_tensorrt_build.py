@@ -145,15 +145,15 @@ def _fake_tensorrt_build(monkeypatch, tmp_path, fail_once: set, capability: str 
     return lambda: tensorrt_build.build_tensorrt_engines(_manifest(tmp_path / "eng"), None, args, print)
 
 
-def test_a_plugin_registration_error_stops_the_build_in_one_line(tmp_path, monkeypatch):
-    from plugins import toolchain
+def test_a_plugin_registration_error_is_one_line(tmp_path, monkeypatch):
+    """(The build then makes those stages from their decomposition: the test after next.)"""
+    from tests.requirements import require_cuda_compiler
 
-    if not toolchain.available():
-        pytest.skip(toolchain.missing_reason("compute_75", []))
+    require_cuda_compiler("compute_75")  # the dev extra's CUDA 12 wheels
     # tensorrt.plugin rejects a decorator part-way (as 10.9+ rejected an aot_impl without `tactic`)
-    build = _fake_tensorrt_build(monkeypatch, tmp_path, fail_once={("gsvnet::ChunkFilter", "aot_impl")})
+    _fake_tensorrt_build(monkeypatch, tmp_path, fail_once={("gsvnet::ChunkFilter", "aot_impl")})
     with pytest.raises(BuildError) as info:
-        build()
+        tensorrt_build.register_plugins(sys.modules["tensorrt"])
     message = str(info.value)
     assert "did not accept the gsvnet plugins" in message and "--custom-ops none" in message and "\n" not in message
 
@@ -177,49 +177,30 @@ def test_plugin_layers_are_read_from_the_engine_inspector_json():
     assert tensorrt_build.plugin_layers_in_engine('{"Layers": ["GridSample_3", "Mul_4"]}') == []  # names only
 
 
-class _FakeEngineTensorRT:
-    """``tensorrt`` as ``_build_engine`` uses it after the build: an engine deserialised from the
-    built blob whose inspector lists ``engine_layers``."""
-
-    __version__ = "10.13.0.35"
-    ProfilingVerbosity = types.SimpleNamespace(DETAILED=2)
-    LayerInformationFormat = types.SimpleNamespace(JSON=1)
-
-    class Logger:
-        ERROR = 3
-
-        def __init__(self, level: int) -> None:
-            pass
-
-    def __init__(self, blob: bytes, engine_layers: list[str]) -> None:
-        import json
-
-        info = json.dumps({"Layers": [{"Name": name, "LayerType": "PluginV3"} for name in engine_layers]})
-        inspector = types.SimpleNamespace(get_engine_information=lambda fmt: info)
-        engine = types.SimpleNamespace(create_engine_inspector=lambda: inspector)
-        runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda data: engine if data == blob else None)
-        self.Runtime = lambda logger: runtime
-
-
-@pytest.mark.parametrize("engine_layers", [[], ["warp_plugin"]])
-def test_an_engine_without_its_plugin_layer_never_replaces_the_listed_file(tmp_path, monkeypatch, engine_layers):
+@pytest.mark.parametrize("engine_layers,version_compatible", [([], False), (["warp_plugin"], False), (["warp_plugin"], True)])
+def test_an_engine_without_its_plugin_layer_never_replaces_the_listed_file(tmp_path, monkeypatch, engine_layers,
+                                                                           version_compatible):
     import polygraphy.backend.trt as polygraphy_trt
 
     from export.manifest import sha256_file
     from tests.export.helpers import HERE, build_args, make_manifest
+    from tests.plugins import fake_tensorrt
 
     manifest = make_manifest(tmp_path / "eng", mode="jit")
     listed = manifest.engines["warp"]
     graph = manifest.data["graphs_fp16"]["warp"]
-    request = tensorrt_build.engine_request(graph, HERE, tensorrt_build.builder_settings(build_args(), True, "jit"), "p")
+    settings = tensorrt_build.builder_settings(build_args(version_compatible=version_compatible), True, "jit")
+    request = tensorrt_build.engine_request(graph, HERE, settings, "p")
     blob = b"a new plan of warp"
+    # a version-compatible plan is inspected only with engine_host_code_allowed (else TensorRT returns None)
+    trt = fake_tensorrt.engine_module(fake_tensorrt.Plan(blob, engine_layers, version_compatible))
     layer = types.SimpleNamespace(name="warp_plugin", type=types.SimpleNamespace(name="PLUGIN_V3"))
     network = types.SimpleNamespace(num_layers=1, get_layer=lambda i: layer)  # the parser kept the plugin node
     monkeypatch.setattr(tensorrt_build, "_parse", lambda *args: (None, network, None))
     monkeypatch.setattr(polygraphy_trt, "CreateConfig", lambda **kwargs: kwargs)
     monkeypatch.setattr(polygraphy_trt, "EngineBytesFromNetwork", lambda net, config, save_timing_cache: lambda: blob)
-    build = lambda: tensorrt_build._build_engine(_FakeEngineTensorRT(blob, engine_layers), manifest.folder, "warp",  # noqa: E731
-                                                 graph, request, tmp_path / "timing.cache")
+    build = lambda: tensorrt_build._build_engine(trt, manifest.folder, "warp", graph, request,  # noqa: E731
+                                                 tmp_path / "timing.cache")
     engine = manifest.folder / "warp.engine"
     if not engine_layers:  # the builder dropped the plugin: refused, and the listed engine is untouched
         with pytest.raises(BuildError, match="holds no plugin layer") as info:
@@ -230,4 +211,150 @@ def test_an_engine_without_its_plugin_layer_never_replaces_the_listed_file(tmp_p
         entry = build()
         assert engine.read_bytes() == blob and entry["sha256"] == sha256_file(engine)
         assert entry["plugins"]["engine_layers"] == ["warp_plugin"] and entry["plugins"]["mode"] == "jit"
+        assert entry["settings"]["version_compatible"] is version_compatible
+        assert [r.engine_host_code_allowed for r in trt.runtimes] == [version_compatible]  # only where the plan needs it
     assert sorted(p.name for p in manifest.folder.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
+
+@pytest.mark.parametrize("version,refused", [("10.6.0.26", True), ("10.3.0.26", True), ("10.7.0.23", False),
+                                             ("10.13.0.35", False), ("11.0.0.1", False)])
+def test_plugins_need_tensorrt_10_7_and_older_ones_are_refused_in_one_line(tmp_path, monkeypatch, version, refused):
+    # before 10.7 onnx-tensorrt imports a node's model-local function before its plugin (onnx/onnx-tensorrt#978):
+    # the graphs already carry plugin_namespace, so the refusal must name the TensorRT version, not re-exporting
+    why = tensorrt_build.plugin_support_reason(version)
+    assert (why is not None) is refused
+    if not refused:
+        return
+    assert f"TensorRT {version}" in why and ">= 10.7" in why and "--custom-ops none" in why and "\n" not in why
+    assert "re-export" not in why
+    _fake_tensorrt_build(monkeypatch, tmp_path, fail_once=set())
+    sys.modules["tensorrt"].__version__ = version
+    with pytest.raises(BuildError) as info:
+        tensorrt_build.register_plugins(sys.modules["tensorrt"])
+    assert str(info.value) == why
+
+
+def _fake_engine_builds(monkeypatch, perturb: set[str]):
+    """Stand-ins for the TensorRT calls of ``_build_engine`` and the engine runner: a "plan" names
+    its ONNX file and whether the parser kept a plugin layer; running it runs that ONNX file in
+    onnxruntime (the gsvnet nodes as their local functions), with the output of the ops named in
+    ``perturb`` (custom ops when built as plugins, or stages) made wrong, as a broken kernel would."""
+    import json
+
+    import numpy as np
+    import polygraphy.backend.trt as polygraphy_trt
+
+    from export.onnx_session import make_session
+
+    def parse(trt, path, strongly_typed, plugin_mode):
+        proto = onnx.load(str(path))
+        plugin = plugin_mode is not None and any(n.domain == "gsvnet" for n in proto.graph.node)
+        layer = types.SimpleNamespace(name="gsvnet_plugin", type=types.SimpleNamespace(name="PLUGIN_V3" if plugin else "X"))
+        return None, types.SimpleNamespace(num_layers=1, get_layer=lambda i: layer, path=str(path), plugin=plugin), None
+
+    monkeypatch.setattr(tensorrt_build, "_parse", parse)
+    monkeypatch.setattr(tensorrt_build, "register_plugins", lambda trt: ("plugin-sha", "jit"))
+    monkeypatch.setattr(tensorrt_build, "_engine_plugin_layers", lambda trt, blob, vc=False: ["gsvnet_plugin"])
+    monkeypatch.setattr(polygraphy_trt, "CreateConfig", lambda **kwargs: kwargs)
+    monkeypatch.setattr(polygraphy_trt, "EngineBytesFromNetwork", lambda network, config, save_timing_cache: lambda: json.dumps(
+        {"onnx": network[1].path, "plugin": network[1].plugin}).encode())
+
+    def run_engine(trt, blob, feeds, version_compatible):
+        plan = json.loads(blob)
+        out = make_session(plan["onnx"]).run(None, feeds)[0]
+        ops = {n.op_type for n in onnx.load(plan["onnx"]).graph.node if n.domain == "gsvnet"}
+        stage = plan["onnx"].rsplit("/", 1)[-1].split(".")[0]
+        if (plan["plugin"] and ops & perturb) or stage in perturb:
+            out = -out if out.dtype != np.uint8 else (out + 1).astype(np.uint8)
+        return out
+    return run_engine
+
+
+def _build_with_fakes(monkeypatch, onnx_folder, perturb: set[str], log=print) -> Manifest:
+    """build_tensorrt_engines on ``onnx_folder`` with stand-in TensorRT calls (``_fake_engine_builds``)."""
+    from export import engine_compat
+    from tests.export.helpers import HERE, build_args
+    from tests.plugins import fake_tensorrt
+
+    manifest, model = onnx_folder
+    run_engine = _fake_engine_builds(monkeypatch, perturb)
+    trt = fake_tensorrt.engine_module()
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
+    monkeypatch.setattr(tensorrt_build, "_tensorrt", lambda: trt)
+    monkeypatch.setattr(engine_compat, "current_environment", lambda device=0: HERE)
+    tensorrt_build.build_tensorrt_engines(manifest, model, build_args(force=False, timing_cache=None), log,
+                                          run_engine=run_engine)
+    return read_manifest(manifest.folder)
+
+
+@pytest.fixture(scope="module")
+def fp16_folder(engines, tmp_path_factory):
+    """The session's random-weight ONNX engines folder with its FP16 graphs exported (once)."""
+    import shutil
+
+    from gsvnet import load_checkpoint
+
+    folder = tmp_path_factory.mktemp("fp16") / "eng"
+    shutil.copytree(engines, folder)
+    model, _ = load_checkpoint(folder / "model.pt")
+    manifest = read_manifest(folder)
+    tensorrt_build.export_fp16_graphs(manifest, model.eval(), lambda line: None)
+    manifest.save()
+    return folder
+
+
+@pytest.fixture
+def onnx_folder(fp16_folder, tmp_path):
+    """A private copy of that folder (its FP16 graphs are reused by the build) and its model."""
+    import shutil
+
+    from gsvnet import load_checkpoint
+
+    folder = tmp_path / "eng"
+    shutil.copytree(fp16_folder, folder)
+    model, _ = load_checkpoint(folder / "model.pt")
+    return read_manifest(folder), model.eval()
+
+
+def test_a_plugin_stage_that_disagrees_is_rebuilt_without_the_plugin_and_the_manifest_says_why(onnx_folder, monkeypatch):
+    from export.engine_compat import ENGINE_STAGES
+
+    lines: list[str] = []
+    manifest = _build_with_fakes(monkeypatch, onnx_folder, {"ChunkFilter"}, lines.append)
+    engines = manifest.engines
+    assert set(engines) == set(ENGINE_STAGES)
+    assert engines["filter"]["plugins"] is None
+    assert "differs from the FP32 graph by" in engines["filter"]["plugin_fallback"]
+    assert manifest.data["graphs_fp16"]["filter"]["custom_op"] is None  # the decomposition
+    assert engines["warp"]["plugins"]["ids"] == ["gsvnet::WarpByFlow"] and "plugin_fallback" not in engines["warp"]
+    refused = [line for line in lines if "plugin refused" in line]
+    assert len(refused) == 1 and "gsvnet::ChunkFilter" in refused[0] and "standard-op decomposition" in refused[0]
+
+
+def test_a_stage_engine_that_disagrees_is_never_listed_or_written(onnx_folder, monkeypatch):
+    folder = onnx_folder[0].folder
+    with pytest.raises(BuildError, match=r"^the 'intra' engine differs from the FP32 graph by [0-9.e+-]+ on real inputs") as info:
+        _build_with_fakes(monkeypatch, onnx_folder, {"intra"})
+    assert "\n" not in str(info.value)
+    assert not (folder / "intra.engine").exists()
+    assert "intra" not in read_manifest(folder).engines
+
+
+def test_plugins_that_cannot_be_registered_leave_every_stage_built_from_its_decomposition(onnx_folder, monkeypatch):
+    from export.engine_compat import ENGINE_STAGES
+
+    why = tensorrt_build.plugin_support_reason("10.6.0.26")
+    lines: list[str] = []
+    original = _fake_engine_builds
+
+    def refusing(monkeypatch, perturb):  # the stand-ins, then a registration that refuses
+        run = original(monkeypatch, perturb)
+        monkeypatch.setattr(tensorrt_build, "register_plugins", lambda trt: (_ for _ in ()).throw(BuildError(why)))
+        return run
+
+    monkeypatch.setitem(globals(), "_fake_engine_builds", refusing)
+    engines = _build_with_fakes(monkeypatch, onnx_folder, set(), lines.append).engines
+    assert set(engines) == set(ENGINE_STAGES) and all(e["plugins"] is None for e in engines.values())
+    assert engines["warp"]["plugin_fallback"] == engines["filter"]["plugin_fallback"] == why
+    assert "plugin_fallback" not in engines["intra"]
+    assert sum("the gsvnet plugins cannot be used" in line for line in lines) == 1

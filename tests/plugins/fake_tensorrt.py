@@ -175,3 +175,53 @@ def modules(fail_once: set[tuple[str, str]] | None = None) -> tuple[types.Module
     trt.__version__ = "10.13.0.35"
     trt.float32, trt.float16 = "float32", "float16"
     return trt, PluginModule(fail_once)
+
+
+# ---- the runtime side: deserialising a built plan and inspecting it ------------------------------
+
+class Plan:
+    """A serialized engine as the fake runtime reads it: its plugin layers and whether it was built
+    version-compatible (such a plan carries host code, the lean runtime)."""
+
+    def __init__(self, blob: bytes, engine_layers: list[str], version_compatible: bool = False) -> None:
+        self.blob, self.engine_layers, self.version_compatible = blob, list(engine_layers), version_compatible
+
+
+class Runtime:
+    """``tensorrt.IRuntime`` as far as a build inspects its plan. Like TensorRT,
+    ``deserialize_cuda_engine`` returns None for a version-compatible plan unless
+    ``engine_host_code_allowed`` was set (the plan's host code is refused otherwise)."""
+
+    def __init__(self, plans: dict[bytes, Plan]) -> None:
+        self.plans = plans
+        self.engine_host_code_allowed = False
+
+    def deserialize_cuda_engine(self, blob: bytes) -> Any:
+        import json
+
+        plan = self.plans.get(bytes(blob))
+        if plan is None or (plan.version_compatible and not self.engine_host_code_allowed):
+            return None
+        info = json.dumps({"Layers": [{"Name": name, "LayerType": "PluginV3"} for name in plan.engine_layers]})
+        inspector = types.SimpleNamespace(get_engine_information=lambda fmt: info)
+        return types.SimpleNamespace(create_engine_inspector=lambda: inspector)
+
+
+def engine_module(*plans: Plan, version: str = "10.13.0.35") -> types.ModuleType:
+    """``tensorrt`` as a build uses it after building: Logger, Runtime over ``plans``, the
+    profiling verbosity and layer information format of the engine inspector."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.ProfilingVerbosity = types.SimpleNamespace(DETAILED=2)
+    trt.LayerInformationFormat = types.SimpleNamespace(JSON=1)
+    trt.Logger = type("Logger", (), {"ERROR": 3, "WARNING": 2, "__init__": lambda self, level=2: None})
+    by_blob = {plan.blob: plan for plan in plans}
+    trt.runtimes = []  # every Runtime made, for tests to inspect
+
+    def runtime(logger: Any) -> Runtime:
+        made = Runtime(by_blob)
+        trt.runtimes.append(made)
+        return made
+
+    trt.Runtime = runtime
+    return trt

@@ -13,6 +13,7 @@ import pytest
 
 from plugins import geometry, nvcc, tensorrt_plugins, toolchain
 from tests.plugins import fake_tensorrt
+from tests.requirements import require_cuda_compiler
 
 
 @pytest.fixture(autouse=True)
@@ -93,9 +94,7 @@ def _entry_params(ptx: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("op,radius", [("gsvnet::WarpByFlow", None), ("gsvnet::ChunkFilter", 1), ("gsvnet::ChunkFilter", 3)])
 @pytest.mark.parametrize("half", [False, True])
 def test_aot_impl_hands_tensorrt_a_kernel_its_ptx_defines(op, radius, half, monkeypatch, tmp_path):
-    compiler = toolchain.for_arch(nvcc.DEFAULT_PTX_ARCH, toolchain.available())
-    if compiler is None:
-        pytest.skip(toolchain.missing_reason(nvcc.DEFAULT_PTX_ARCH, toolchain.available()))
+    compiler = require_cuda_compiler(nvcc.DEFAULT_PTX_ARCH)
     # the GPU-free part of aot_ptx: PTX for compute_75 from an installed compiler
     monkeypatch.setattr(tensorrt_plugins, "aot_ptx",
                         lambda name: toolchain.build(name, nvcc.DEFAULT_PTX_ARCH, "ptx", compiler, root=tmp_path))
@@ -124,3 +123,38 @@ def test_aot_impl_hands_tensorrt_a_kernel_its_ptx_defines(op, radius, half, monk
     # the grid covers every pixel once: one thread per pixel (warp) or one 32x8 tile per block
     threads = params.grid_x * params.grid_y * params.block_x * params.block_y
     assert h * w * n <= threads * (1 if radius is None else params.grid_z) < (h + 8) * (w + 256) * n
+
+
+class _PluginTensor:
+    """``tensorrt.plugin.Tensor`` during enqueue: a data pointer and a shape, no device."""
+
+    def __init__(self, data_ptr: int, shape: tuple[int, ...], dtype: str = "float32") -> None:
+        self.data_ptr, self.shape, self.dtype = data_ptr, shape, dtype
+
+
+def test_jit_impls_launch_on_the_device_that_holds_the_tensors(monkeypatch):
+    from plugins import launcher
+
+    trt, trtp = fake_modules(monkeypatch)
+    tensorrt_plugins.register()
+    devices = {0x7F00_0000: 1, 0x7F10_0000: 1, 0x7F20_0000: 1, 0x7F30_0000: 1}  # every buffer of the engine on GPU 1
+    launches = []
+
+    class Kernels:
+        def __init__(self, device: int) -> None:
+            self.device = device
+
+        def warp_by_flow(self, *args, **kwargs):
+            launches.append(("warp", self.device, kwargs["stream"]))
+
+        def chunk_filter(self, *args, **kwargs):
+            launches.append(("filter", self.device, kwargs["stream"]))
+
+    monkeypatch.setattr(launcher, "pointer_device", lambda pointer: devices[pointer], raising=False)
+    monkeypatch.setattr(launcher, "kernels", lambda device=0: Kernels(device))
+    seg, flow, out = (_PluginTensor(p, s) for p, s in ((0x7F00_0000, (1, 4, 8, 8)), (0x7F10_0000, (1, 2, 8, 8)),
+                                                          (0x7F20_0000, (1, 4, 8, 8))))
+    trtp.defined[tensorrt_plugins.WARP]["impl"](seg, flow, [out], 1234)
+    weights = _PluginTensor(0x7F30_0000, (1, geometry.num_weights(1), 8, 8))
+    trtp.defined[tensorrt_plugins.FILTER]["impl"](seg, flow, weights, 1, [out], 1234)
+    assert launches == [("warp", 1, 1234), ("filter", 1, 1234)]

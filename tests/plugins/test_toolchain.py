@@ -5,10 +5,15 @@ newer), applied here to hand-made toolchains so every case is checked without a 
 
 from __future__ import annotations
 
+import logging
+import subprocess
+from dataclasses import dataclass, field
+
 import pytest
 
-from plugins import build, nvrtc, toolchain
+from plugins import build, nvcc, nvrtc, toolchain
 from tests.conftest import run_module
+from tests.requirements import require_cuda_compiler
 
 CUDA13 = toolchain.Toolchain("nvcc", (13, 0), tuple(f"sm_{a}" for a in (75, 80, 86, 87, 89, 90, 100, 103, 110, 120, 121)))
 CUDA12 = toolchain.Toolchain("nvrtc-cu12", (12, 8), tuple(f"sm_{a}" for a in (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86,
@@ -74,11 +79,131 @@ def test_ptx_target_parsing(capsys):
 
 
 def test_plugins_build_compiles_the_pascal_path(tmp_path):
-    if toolchain.for_arch("sm_61", toolchain.available()) is None:
-        pytest.skip(toolchain.missing_reason("sm_61", toolchain.available()))
+    require_cuda_compiler("sm_61")  # the dev extra's CUDA 12 wheels
     proc = run_module("plugins.build", "--arch", "sm_61", "--ptx", "compute_61", "--table", timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "sm_61: ok (nvrtc-cu12" in proc.stdout and "compute_61 PTX: ok" in proc.stdout
     assert "| `gsvnet_chunk_filter_r1_f16` |" in proc.stdout  # the register table
     bad = run_module("plugins.build", "--arch", "sm_6x")
     assert bad.returncode == 2 and "not like sm_86" in bad.stderr
+
+
+# ---- strict builds only in plugins.build / CI; run-time builds log warnings and fall back --------
+
+def test_strict_flags_only_when_asked(monkeypatch, tmp_path):
+    strict = nvcc.flags("cubin", strict=True)
+    assert "-Werror" in strict and "-v,-warn-spills,-warn-lmem-usage,-Werror" in strict
+    for kind in ("cubin", "obj", "ptx"):
+        assert not any("Werror" in flag for flag in nvcc.flags(kind, strict=False)), kind
+    assert "-v,-warn-spills,-warn-lmem-usage" in nvcc.flags("cubin", strict=False)  # spills still reported, as warnings
+    assert not any("ptxas" in flag or "warn-spills" in flag for flag in nvcc.flags("ptx", strict=True))  # no ptxas for -ptx
+    assert "-Werror" in nvrtc.ptxas_flags(True) and "-Werror" not in nvrtc.ptxas_flags(False)
+    commands = []
+
+    def run(command, **kwargs):
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 1, "", "")
+
+    monkeypatch.setattr(nvcc.subprocess, "run", run)
+    nvcc.compile_source(nvcc.SOURCES["edge_map"], "sm_86", tmp_path, nvcc="/fake/nvcc")
+    nvcc.compile_source(nvcc.SOURCES["edge_map"], "sm_86", tmp_path, nvcc="/fake/nvcc", strict=True)
+    assert "-Werror" not in commands[0] and "-Werror" in commands[1]
+
+
+@dataclass(frozen=True)
+class _FakeToolchain(toolchain.Toolchain):
+    """A toolchain that records how it was asked to compile and fails or warns as told."""
+
+    fails: bool = False
+    warning: str = ""
+    calls: list = field(default_factory=list, compare=False, hash=False)
+
+    def compile(self, source, arch, out_dir, kind="cubin", strict=False):
+        self.calls.append((source.stem, arch, kind, strict))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        output = out_dir / f"{source.stem}.{arch}.{kind}"
+        if self.fails:
+            return nvcc.CompileResult(["fake"], 1, "ptxas info: Used 40 registers\nptxas error : Entry function uses too "
+                                      "much local data", None, [])
+        output.write_bytes(f"{kind} of {source.stem} by {self.name}".encode())
+        return nvcc.CompileResult(["fake"], 0, self.warning, output, [])
+
+
+def test_run_time_builds_are_not_strict(tmp_path):
+    tool = _FakeToolchain("nvrtc-cu12", (12, 8), ("sm_61", "sm_75"))
+    toolchain.build("edge_map", "sm_61", "cubin", tool, root=tmp_path)
+    assert tool.calls == [("edge_map", "sm_61", "cubin", False)]  # launcher / TensorRT plugins: warnings are not errors
+
+
+def test_plugins_build_compiles_strictly(tmp_path, monkeypatch):
+    tool = _FakeToolchain("nvrtc-cu12", (12, 8), ("sm_61", "sm_75"))
+    monkeypatch.setattr(toolchain, "available", lambda: [tool])
+    args = build.build_parser().parse_args(["--arch", "sm_61", "--ptx", "compute_75"])
+    assert build.run(args, tmp_path / "out", log=lambda line: None) == 0
+    assert tool.calls and all(strict for *_, strict in tool.calls)
+    assert {kind for _, _, kind, _ in tool.calls} == {"cubin", "ptx"}
+
+
+def test_run_time_warnings_are_logged_not_fatal(tmp_path, caplog):
+    tool = _FakeToolchain("nvcc", (13, 0), ("sm_86",), warning="ptxas warning : Registers are spilled to local memory "
+                                                               "in function 'gsvnet_chunk_filter_r3_f32', 8 bytes spill stores")
+    with caplog.at_level(logging.WARNING, logger="plugins.toolchain"):
+        image = toolchain.build("chunk_filter", "sm_86", "cubin", tool, root=tmp_path)
+    assert image == b"cubin of chunk_filter by nvcc"
+    assert [r.getMessage() for r in caplog.records] == [
+        "gsvnet kernels: nvcc 13.0 built chunk_filter (sm_86) with 1 warning(s): ptxas warning : Registers are spilled "
+        "to local memory in function 'gsvnet_chunk_filter_r3_f32', 8 bytes spill stores"]
+
+
+def test_a_failing_toolchain_falls_back_to_the_other_one_in_one_line(tmp_path, caplog):
+    broken = _FakeToolchain("nvcc", (13, 0), ("sm_75", "sm_86"), detail="13.0.88", fails=True)
+    wheels = _FakeToolchain("nvrtc-cu12", (12, 8), ("sm_61", "sm_75", "sm_86"), detail="12.8 (ptxas 12.8.93)")
+    with caplog.at_level(logging.WARNING, logger="plugins.toolchain"):
+        image, built = toolchain.build_images(["warp_by_flow", "edge_map"], "sm_86", (13, 0), [broken, wheels],
+                                              root=tmp_path)
+    assert (image.kind, image.target, image.toolchain.name) == ("cubin", "sm_86", "nvrtc-cu12")
+    assert built == {"warp_by_flow": b"cubin of warp_by_flow by nvrtc-cu12", "edge_map": b"cubin of edge_map by nvrtc-cu12"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "gsvnet kernels: nvcc 13.0.88 failed for warp_by_flow (sm_86): ptxas error : Entry function uses too much "
+        "local data; falling back to cubin sm_86 from nvrtc-cu12 12.8 (ptxas 12.8.93)"]
+    # the other direction, for PTX (TensorRT AOT plugins): the wheels fail, nvcc builds it
+    wheels_broken = _FakeToolchain("nvrtc-cu12", (12, 8), ("sm_75",), detail="12.8 (ptxas 12.8.93)", fails=True)
+    nvcc13 = _FakeToolchain("nvcc", (13, 0), ("sm_75", "sm_86"), detail="13.0.88")
+    image, built = toolchain.build_images(["edge_map"], "sm_86", (13, 0), [wheels_broken, nvcc13], kind="ptx",
+                                          ptx_target="compute_75", root=tmp_path)
+    assert image.describe() == "ptx compute_75 from nvcc 13.0.88" and built == {"edge_map": b"ptx of edge_map by nvcc"}
+    # nothing left: one line naming every failure
+    with pytest.raises(toolchain.ToolchainError) as info:
+        toolchain.build_images(["edge_map"], "sm_86", (13, 0), [broken, wheels_broken], root=tmp_path)
+    message = str(info.value)
+    assert message.startswith("no installed CUDA compiler built the gsvnet kernels for sm_86: nvcc 13.0.88 failed")
+    assert "nvrtc-cu12 12.8 (ptxas 12.8.93) failed" in message and "plugins.build --arch sm_86" in message
+    assert "\n" not in message
+
+
+@pytest.fixture
+def fresh_toolchains():
+    toolchain.refresh()
+    yield
+    toolchain.refresh()  # the real machine's toolchains for the tests that follow
+
+
+def test_available_probes_the_compilers_once(monkeypatch, fresh_toolchains):
+    spawned = []
+
+    def run(command, **kwargs):
+        spawned.append(command[1])
+        out = {"--version": "Cuda compilation tools, release 13.0, V13.0.88", "--list-gpu-code": "sm_75\nsm_86\n"}
+        return subprocess.CompletedProcess(command, 0, out[command[1]], "")
+
+    monkeypatch.setattr(nvcc, "find_nvcc", lambda: "/opt/fake-cuda/bin/nvcc")
+    monkeypatch.setattr(nvrtc, "find_wheel_tools", lambda: None)
+    monkeypatch.setattr(nvcc.subprocess, "run", run)
+    first = toolchain.available()
+    assert [t.describe() for t in first] == ["nvcc 13.0.88"] and spawned == ["--version", "--list-gpu-code"]
+    assert toolchain.available() == first and spawned == ["--version", "--list-gpu-code"]  # nothing spawned again
+    first.clear()  # callers get their own list
+    assert len(toolchain.available()) == 1
+    toolchain.refresh()
+    toolchain.available()
+    assert len(spawned) == 4

@@ -96,3 +96,50 @@ def test_auto_on_a_turing_gpu_without_engines_picks_torch_cuda_in_fp16(tmp_path,
     name, why = select_backend("auto", manifest)
     assert name == "torch-cuda" and "FP16: Tesla T4 (compute capability 7.5) has fast FP16" in why
     assert "tensorrt: the engines folder has no TensorRT engines" in why
+
+
+CU126 = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]  # torch.cuda.get_arch_list() of the cu126 wheels
+CU128 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
+CU130 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_110", "sm_120", "compute_120"]
+
+
+@pytest.mark.parametrize("arch_list,capability,runs", [
+    (CU126, (6, 1), True),  # sm_60 cubins run on sm_61 (same major, lower minor)
+    (CU128, (6, 1), False), (CU130, (6, 1), False),  # GTX 1080 Ti: no kernel image
+    (CU128, (7, 0), False), (CU126, (7, 0), True),  # V100
+    (CU128, (8, 9), True),  # RTX 4090: sm_86 cubins
+    (CU130, (12, 1), True),  # sm_120 cubin
+    (["sm_90a"], (9, 0), True), (["sm_90a"], (9, 1), False),  # arch-specific cubins run on their own capability only
+    (["sm_80", "compute_80"], (9, 0), True),  # PTX is JIT-compiled for newer GPUs
+    (["sm_80", "compute_80"], (7, 5), False),  # but never for older ones
+])
+def test_torch_kernels_for_a_gpu_by_arch_list(arch_list, capability, runs):
+    assert gpu_checks.runs_on(arch_list, *capability) is runs
+    why = gpu_checks.torch_arch_reason(arch_list, "GPU", *capability, "2.13.0+cu128")
+    assert (why is None) is runs
+
+
+def test_pascal_with_a_cu128_wheel_is_refused_naming_the_cu126_wheel():
+    why = gpu_checks.torch_arch_reason(CU128, "NVIDIA GeForce GTX 1080 Ti", 6, 1, "2.13.0+cu128")
+    assert why == ("PyTorch 2.13.0+cu128 has no kernels for NVIDIA GeForce GTX 1080 Ti (compute capability 6.1; it is "
+                   "built for sm_75, sm_80, sm_86, sm_90, sm_100, sm_120): pip install torch==2.13.0 --index-url "
+                   "https://download.pytorch.org/whl/cu126 (cu126, the last CUDA build with kernels for GPUs before Turing)")
+
+
+def test_auto_on_pascal_with_a_cu128_torch_falls_back_to_the_cpu(tmp_path, monkeypatch):
+    import torch
+
+    from plugins import launcher
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(CU128))
+    monkeypatch.setattr(torch, "__version__", "2.13.0+cu128")
+    monkeypatch.setattr(gpu_checks, "torch_gpu", lambda device=None: ("NVIDIA GeForce GTX 1080 Ti", 6, 1))
+    loaded = []
+    monkeypatch.setattr(launcher, "kernels", lambda device=0: loaded.append(device))  # never reached
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    manifest = make_manifest(tmp_path / "eng")
+    why = unavailable_reason("torch-cuda", manifest)
+    assert why is not None and "--index-url https://download.pytorch.org/whl/cu126" in why and "\n" not in why
+    name, reason = select_backend("auto", manifest)
+    assert name == "onnxruntime" and f"torch-cuda: {why}" in reason and loaded == []

@@ -5,6 +5,7 @@ numbers on a GPU: tests/runtime/test_gpu_backends.py."""
 
 from __future__ import annotations
 
+import ctypes
 import types
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from runtime.backends import cuda_memory
 from runtime.backends.base import State
 from runtime.backends.tensorrt_backend import TensorRTBackend
+from tests.conftest import ENGINE_SIZE
 
 SUCCESS = 0
 
@@ -55,6 +57,50 @@ class FakeCudart:
 
     def cudaGetErrorName(self, err):
         return SUCCESS, b"cudaErrorFake"
+
+    # pinned memory, events and stream capture (the steps)
+    cudaHostAllocDefault = 0
+    cudaEventDisableTiming = 2
+    cudaStreamCaptureMode = types.SimpleNamespace(cudaStreamCaptureModeThreadLocal=1)
+    instantiate_fails = False
+
+    def cudaHostAlloc(self, nbytes, flags):
+        buffer = ctypes.create_string_buffer(nbytes)
+        self.memory[ctypes.addressof(buffer)] = buffer
+        return SUCCESS, ctypes.addressof(buffer)
+
+    def cudaFreeHost(self, ptr):
+        return (SUCCESS,)
+
+    def cudaEventCreateWithFlags(self, flags):
+        return SUCCESS, 11
+
+    def cudaEventRecord(self, event, stream):
+        return (SUCCESS,)
+
+    def cudaEventSynchronize(self, event):
+        return (SUCCESS,)
+
+    def cudaStreamBeginCapture(self, stream, mode):
+        self.capturing = True
+        return (SUCCESS,)
+
+    def cudaStreamEndCapture(self, stream):
+        self.capturing = False
+        return SUCCESS, 21
+
+    def cudaGraphInstantiate(self, graph, flags):
+        return (1, None) if self.instantiate_fails else (SUCCESS, 22)
+
+    def cudaGraphLaunch(self, graph_exec, stream):
+        self.launches = getattr(self, "launches", 0) + 1
+        return (SUCCESS,)
+
+    def cudaGraphExecDestroy(self, graph_exec):
+        return (SUCCESS,)
+
+    def cudaGraphDestroy(self, graph):
+        return (SUCCESS,)
 
 
 @pytest.fixture
@@ -167,3 +213,56 @@ class _NoTimer:
 
     def __exit__(self, *exc):
         return False
+
+
+class _StageEngine:
+    """One stand-in engine per stage for the steps: records every execution (eager or captured)."""
+
+    def __init__(self, stage: str, cuda: FakeCudart, executed: list) -> None:
+        self.stage, self.cuda, self.executed = stage, cuda, executed
+
+    def context(self, key, batch, workspace, addresses=None):
+        return _Context(set())
+
+    def execute(self, ctx, stream):
+        self.executed.append(("captured" if getattr(self.cuda, "capturing", False) else "eager", self.stage))
+
+
+def _stepping_backend(cuda: FakeCudart) -> tuple[TensorRTBackend, list]:
+    """A TensorRTBackend as _backend(), plus the engine entries of the real FP16 stage table and
+    what DeviceBackend.__init__ sets up."""
+    from export.stages import stage_table
+
+    backend = _backend()
+    table = stage_table(11, 1, ENGINE_SIZE, precision="fp16")
+    entries = {name: {"inputs": [s.to_dict() for s in st.inputs], "outputs": [s.to_dict() for s in st.outputs]}
+               for name, st in table.items()}
+    backend.manifest = types.SimpleNamespace(engines=entries, folder="eng")
+    backend.frame_size, backend.max_batch = ENGINE_SIZE, 2
+    backend.timer = lambda name: _NoTimer()
+    backend.use_graphs, backend.graph_error, backend._batches = True, None, {}
+    executed: list = []
+    backend.engines = {stage: _StageEngine(stage, cuda, executed) for stage in entries}
+    return backend, executed
+
+
+@pytest.mark.parametrize("capture_fails", [False, True])
+def test_each_direction_is_captured_after_one_eager_run_then_launched(fake_cuda, capture_fails):
+    fake_cuda.instantiate_fails = capture_fails
+    backend, executed = _stepping_backend(fake_cuda)
+    frames = np.zeros((2, *ENGINE_SIZE, 3), np.uint8)
+    state = backend.keyframe_step(frames)
+    for _ in range(4):
+        state = backend.propagation_step(state, frames)
+    backend.labels(state, ENGINE_SIZE)
+    eager = [stage for how, stage in executed if how == "eager"]
+    captured = [stage for how, stage in executed if how == "captured"]
+    program = ["downsample", "flow", "warp", "intra", "guide", "filter"]
+    if capture_fails:  # one failed capture, then every step eager; describe() says why
+        assert eager == ["keyframe", "downsample", *program * 4, "labels"] and captured == program
+        assert backend.graph_error.startswith("CudaError") and backend._batches[2].graphs == {}
+        assert getattr(fake_cuda, "launches", 0) == 0
+    else:  # slot 0 -> 1 and 1 -> 0: eager once and captured each, then replayed
+        assert eager == ["keyframe", "downsample", *program * 2, "labels"] and captured == program * 2
+        assert backend.graph_error is None and set(backend._batches[2].graphs) == {0, 1}
+        assert fake_cuda.launches == 2
