@@ -20,7 +20,9 @@ from tests.requirements import DEV_EXTRA, require_cuda_compiler
 NVCC = nvcc.find_nvcc()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (set $NVCC or install the CUDA toolkit; not in the dev extra)")
 
-ARCHS = ["sm_61", "sm_75", "sm_80", "sm_86", "sm_90"]
+#: one architecture per toolchain (CUDA 12 wheels for Pascal, nvcc or the wheels for Hopper): .ci/run's
+#: `python -m plugins.build --arch sm_61,sm_75,sm_86,sm_90` compiles every kernel strictly for the others
+ARCHS = ["sm_61", "sm_90"]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
