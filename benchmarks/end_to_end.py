@@ -163,7 +163,7 @@ def plot(summary: dict, title: str, path: Path) -> None:
 
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     """The --end-to-end benchmark (benchmarks/end_to_end.py); writes <date>-e2e-<device>.json / .png."""
-    from .fps import CLIP, engines_for, environment, write_result
+    from .environment import CLIP, engines_for, environment, write_result
 
     if args.quick:
         args.size, args.intervals, args.e2e_eager_intervals, args.e2e_frames, args.e2e_repeats = (64, 112), "1,4", "1", 8, 1

@@ -22,7 +22,7 @@ from pathlib import Path
 from statistics import median
 
 from .clips import frame_count, split_video
-from .fps import CLIP
+from .environment import CLIP
 
 VIDEOS = [CLIP, CLIP.parent / "project_video_short.mp4"]
 

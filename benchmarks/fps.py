@@ -14,25 +14,18 @@ benchmarks/results/<date>-<device>.json (every raw sample + environment) and a P
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from export.manifest import STAGES
-from gsvnet.provenance import cpu_model
+from .environment import CAMVID_TRAIN, CLIP, RESULTS, engines_for, environment, write_result
 
-REPO = Path(__file__).resolve().parents[1]
-CLIP = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
-CAMVID_TRAIN = REPO.parent / "shared" / "data" / "camvid" / "train"
-RESULTS = REPO / "benchmarks" / "results"
-CACHE = Path(os.environ.get("GSVNET_BENCH_CACHE", Path.home() / ".cache" / "gsvnet" / "bench-engines"))
 NETWORKS = ("keyframe", "flow", "intra", "guide")
 #: backends whose per-stage figures time something other than what their steps run: the stage
 #: table calls ``backend.run(stage)``, which torch-cuda inherits from the eager TorchBackend
@@ -91,54 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# ---- environment -----------------------------------------------------------------------------
-
-def environment(threads: int) -> dict:
-    import onnx
-    import onnxruntime
-    import torch
-
-    import gsvnet
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "gpu": gpu,
-            "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "gsvnet": gsvnet.__version__,
-            "command": " ".join(["python", "-m", "benchmarks.fps", *sys.argv[1:]])}
-
-
-def device_slug(env: dict) -> str:
-    name = env["gpu"] or env["cpu"]
-    keep = "".join(c.lower() if c.isalnum() else "-" for c in name)
-    return ("gpu-" if env["gpu"] else "cpu-") + "-".join(filter(None, keep.split("-")))[:40]
-
-
-def write_result(result: dict, out_dir: Path, env: dict, quick: bool, kind: str = "") -> Path:
-    """Write ``OUT_DIR/<date>-[KIND-]<device>[-quick].json`` and return its path (the plot goes
-    beside it, same name with .png)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{date.today().isoformat()}-{kind + '-' if kind else ''}{device_slug(env)}" + ("-quick" if quick else "")
-    path = out_dir / f"{stem}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    return path
-
-
 # ---- inputs ----------------------------------------------------------------------------------
-
-def engines_for(size: tuple[int, int], checkpoint: Path | None, log: Callable[[str], None], precision: str = "fp32",
-                calibration: Path | None = None) -> Path:
-    """Engines at ``size`` in the benchmark cache (built once, reused while up to date)."""
-    from export.build_engines import build, build_parser as export_parser
-
-    out = CACHE / (f"{size[0]}x{size[1]}" + ("" if precision == "fp32" else f"-{precision}"))
-    argv = ["--out", str(out), "--size", f"{size[0]}x{size[1]}", "--backend", "auto"]
-    if precision != "fp32":
-        argv += ["--precision", precision, "--calibration", str(calibration)]
-    if checkpoint is not None:
-        argv += ["--checkpoint", str(checkpoint)]
-    build(export_parser().parse_args(argv), log=lambda m: log("  " + m))
-    return out
-
 
 def clip_frames(size: tuple[int, int], count: int) -> tuple[list[np.ndarray], tuple[int, int], str]:
     """``count`` frames of the real clip resized to ``size`` (uint8 [1,H,W,3]), the clip's own

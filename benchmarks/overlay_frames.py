@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .fps import CLIP
+from .environment import CLIP
 
 
 def build_parser() -> argparse.ArgumentParser:

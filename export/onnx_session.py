@@ -22,7 +22,7 @@ def make_session(path: Path | str | bytes, providers: list[str] | None = None, t
     if precision == "int8" and providers[0] == "CPUExecutionProvider":
         import onnx
 
-        from .quantize import for_onnxruntime_x86, x86_needs_u8
+        from .int8_x86 import for_onnxruntime_x86, x86_needs_u8
 
         if x86_needs_u8():
             model = onnx.load_from_string(path) if isinstance(path, bytes) else onnx.load(str(path))

@@ -1,18 +1,37 @@
 """GSVNet (Lee et al., ICME 2021) in PyTorch: the single source of truth for every network and op.
 
 Plain ``nn.Module``s and reference ops only; export, engines and runtime derive from these.
+
+The names below are imported from their modules on first use, so ``import gsvnet.loop`` (the
+keyframe / propagation schedule, pure Python) does not import torch.
 """
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .keyframe import create_keyframe_net, keyframe_net_names
-from .loop import KeyframeScheduler, StepResult, segment_frames
-from .model import GSVNet, GSVNetConfig, PropagationState, grid_size, key_size
-from .ops import chunk_filter, edge_map, warp_by_flow
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CheckpointError", "GSVNet", "GSVNetConfig", "KeyframeScheduler", "PropagationState", "StepResult",
-    "chunk_filter", "create_keyframe_net", "edge_map", "grid_size", "key_size", "keyframe_net_names",
-    "load_checkpoint", "save_checkpoint", "segment_frames", "warp_by_flow",
-]
+#: public name -> the module of this package that defines it
+_HOMES = {
+    "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "create_keyframe_net": "keyframe", "keyframe_net_names": "keyframe",
+    "KeyframeScheduler": "loop", "StepResult": "loop",
+    "GSVNet": "model", "GSVNetConfig": "model", "PropagationState": "model", "grid_size": "model", "key_size": "model",
+    "chunk_filter": "ops", "edge_map": "ops", "warp_by_flow": "ops",
+    "segment_frames": "stepper",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

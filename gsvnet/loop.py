@@ -4,14 +4,16 @@ Anything with ``keyframe_step``, ``propagation_step`` and ``labels`` (the PyTorc
 runtime backend running ONNX graphs or TensorRT engines) can be driven by ``KeyframeScheduler``.
 Frames go in one at a time and labels come out one at a time; only the previous step's state is
 kept, so memory does not grow with the length of the video.
+
+Pure Python: importing this module imports neither torch nor numpy (tests/gsvnet/test_loop.py), so an
+onnxruntime-only deployment runs the schedule without PyTorch. ``gsvnet.stepper.segment_frames``
+drives the PyTorch ``GSVNet`` with it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Generic, Iterable, Iterator, Protocol, TypeVar
-
-import torch
 
 State = TypeVar("State")
 Frames = Any  # a batch of uint8 RGB frames [N,H,W,3] in the stepper's array type
@@ -29,6 +31,7 @@ class StepResult:
     index: int
     keyframe: bool
     labels: Labels
+    scores: Any = None  # float32 [N,C,h,w] on the host, where a scheduler was asked for them
 
 
 class KeyframeScheduler(Generic[State]):
@@ -57,17 +60,3 @@ class KeyframeScheduler(Generic[State]):
             state = self.stepper.keyframe_step(batch) if key else self.stepper.propagation_step(state, batch)
             size = self.label_size or tuple(batch.shape[1:3])
             yield StepResult(index, key, self.stepper.labels(state, size))
-
-
-def segment_frames(model: Stepper, frames: Iterable[torch.Tensor], interval: int,
-                   label_size: tuple[int, int] | None = None) -> Iterator[StepResult]:
-    """Run a PyTorch stepper (e.g. ``GSVNet``) over frames without building autograd history."""
-    scheduler = KeyframeScheduler(model, interval, label_size)
-    iterator = scheduler.run(frames)
-    while True:
-        with torch.inference_mode():
-            try:
-                result = next(iterator)
-            except StopIteration:
-                return
-        yield result

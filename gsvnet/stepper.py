@@ -1,16 +1,34 @@
-"""A numpy-in / numpy-out adapter around the PyTorch ``GSVNet``.
+"""The PyTorch ``GSVNet`` under the schedule of ``gsvnet.loop``.
 
-It implements the ``gsvnet.loop.Stepper`` protocol the way the runtime backends do (uint8 RGB
-frames [N,H,W,3] in, uint8 labels [N,H,W] out), so evaluation code can drive the PyTorch
-reference and a deployed backend through the same calls.
+``TorchStepper`` is a numpy-in / numpy-out adapter: it implements the ``gsvnet.loop.Stepper``
+protocol the way the runtime backends do (uint8 RGB frames [N,H,W,3] in, uint8 labels [N,H,W]
+out), so evaluation code can drive the PyTorch reference and a deployed backend through the same
+calls. ``segment_frames`` runs a PyTorch stepper on torch tensors without autograd history.
 """
 
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 import numpy as np
 import torch
 
+from .loop import KeyframeScheduler, Stepper, StepResult
 from .model import GSVNet, PropagationState
+
+
+def segment_frames(model: Stepper, frames: Iterable[torch.Tensor], interval: int,
+                   label_size: tuple[int, int] | None = None) -> Iterator[StepResult]:
+    """Run a PyTorch stepper (e.g. ``GSVNet``) over frames without building autograd history."""
+    scheduler = KeyframeScheduler(model, interval, label_size)
+    iterator = scheduler.run(frames)
+    while True:
+        with torch.inference_mode():
+            try:
+                result = next(iterator)
+            except StopIteration:
+                return
+        yield result
 
 
 class TorchStepper:

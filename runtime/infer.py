@@ -27,12 +27,12 @@ from gsvnet.checkpoint import CheckpointError
 
 from .arguments import alpha_value, non_negative_int, positive_int
 from .errors import UserError
+from .options import DEFAULT_ENGINES, InferOptions
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
-    from .verification import Mode, Verdict
+    from .loading import LoadedBackend
+    from .verification import Verdict
 
-DEFAULT_ENGINES = Path("engines")
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 EXIT_LOST_FRAMES = 3  # outputs are complete for every decodable frame, but frames were lost
 #: errors the user can fix: printed as one line, exit status 2 (or their own exit_code)
@@ -93,9 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def verify_mode(args: argparse.Namespace) -> "Mode":
-    """--verify / --no-verify as runtime.verification's mode."""
-    return "force" if getattr(args, "verify", False) else "skip" if getattr(args, "no_verify", False) else "auto"
+def parse_options(argv: list[str] | None = None) -> InferOptions:
+    """The command line as typed options (argparse exits with its usage line on a bad flag)."""
+    args = build_parser().parse_args(argv)
+    return InferOptions(
+        video=list(args.video), engines=args.engines, backend=args.backend, interval=args.interval, out=args.out,
+        labels_dir=args.labels_dir, stats=args.stats, alpha=args.alpha, max_frames=args.max_frames,
+        keyframe_net=args.keyframe_net, size=args.size, threads=args.threads, calibrate=args.calibrate,
+        profile_stages=args.profile_stages, verify="force" if args.verify else "skip" if args.no_verify else "auto",
+        progress=not args.no_progress)
 
 
 class Interrupted(Exception):
@@ -131,7 +137,7 @@ class Stream:
                 "lost_frames": 0 if max_frames else r.lost_frames, "damaged_packets": r.damaged_packets}
 
 
-def _stream_paths(args: argparse.Namespace) -> list[tuple[Path, Path | None, Path | None]]:
+def _stream_paths(args: InferOptions) -> list[tuple[Path, Path | None, Path | None]]:
     """(video, overlay path, labels folder) per input; several videos write into folders."""
     from .outputs import check_output_path
 
@@ -162,11 +168,11 @@ class Run:
     """One inference run over one or several videos: ``__init__`` does every check that can fail
     before an output file exists; ``process`` segments the frames; ``abort`` removes partial outputs."""
 
-    def __init__(self, args: argparse.Namespace, log=print, backend: Backend | None = None,
-                 verdict: Verdict | None = None) -> None:
-        """``backend``: one already loaded from ``args.engines`` (a worker that segments many videos
-        loads it once; its stage timer is reset so the stats cover this run) with its first-use
-        ``verdict``; by default ``args.backend`` is selected, loaded and verified here."""
+    def __init__(self, args: InferOptions, log=print, loaded: LoadedBackend | None = None) -> None:
+        """``loaded``: a backend already loaded from ``args.engines`` with its first-use verdict
+        (a worker or a ``Segmenter`` that segments many videos loads it once; its stage timer is
+        reset so the stats cover this run); by default ``args.backend`` is selected, loaded and
+        verified here."""
         from .loading import load_backend
         from .outputs import check_output_path
         from .threads import codec_threads, usable_cores
@@ -176,32 +182,32 @@ class Run:
         self.streams: list[Stream] = []
         self.writer = None
         self.verdict: Verdict | None = None
+        if not args.video:
+            raise UserError("no input video: pass --video PATH")
         if args.out is None and args.labels_dir is None and args.stats is None:
             raise UserError("nothing to write: pass --out OUT.mp4, --labels-dir DIR and/or --stats FILE")
         paths = _stream_paths(args)
         if args.stats is not None:
             check_output_path(args.stats, list(args.video), "stats")
         self.manifest = load_manifest(args.engines)
-        _check_engines_match(self.manifest, args)
+        check_engines_match(self.manifest, args)
         budget = args.threads or usable_cores()
         try:
             for video, out, labels in paths:
                 self.streams.append(Stream(video, out, labels, codec_threads(budget)))
-            if backend is None:
+            if loaded is None:
                 started = time.perf_counter()
                 loaded = load_backend(args.backend, self.manifest, args.threads, args.profile_stages, args.calibrate,
-                                      verify_mode(args), log)
-                self.backend, why, self.verdict = loaded.backend, loaded.why, loaded.verdict
-                name = self.backend.name
+                                      args.verify, log)
                 self.load_seconds = time.perf_counter() - started
             else:
-                if backend.manifest.folder.resolve() != self.manifest.folder.resolve():
-                    raise ValueError(f"the backend was loaded from {backend.manifest.folder}, not {self.manifest.folder}")
-                name, why = backend.name, "loaded by the caller"
-                self.backend, self.load_seconds = backend, 0.0
-                self.verdict = verdict
-                backend.timer.reset()
-            log(f"backend: {name} ({why}); {self.backend.describe()}")
+                folder = loaded.backend.manifest.folder
+                if folder.resolve() != self.manifest.folder.resolve():
+                    raise ValueError(f"the backend was loaded from {folder}, not {self.manifest.folder}")
+                self.load_seconds = 0.0
+                loaded.backend.timer.reset()
+            self.backend, self.verdict = loaded.backend, loaded.verdict
+            log(backend_line(loaded))
             if self.manifest.data["checkpoint"].get("random_weights"):
                 log("WARNING: these engines hold RANDOM weights, so the segmentation is meaningless; "
                     "rebuild them with a trained --checkpoint")
@@ -228,7 +234,7 @@ class Run:
         expected = [min(x for x in (st.reader.expected_frames, limit) if x) if (st.reader.expected_frames or limit) else 0
                     for st in self.streams]
         started = time.perf_counter()
-        bar = tqdm(total=sum(expected) or None, unit="frame", disable=True if args.no_progress else None, dynamic_ncols=True)
+        bar = tqdm(total=sum(expected) or None, unit="frame", disable=None if args.progress else True, dynamic_ncols=True)
         frames = 0
         self.writer = writer = OutputWriter(self._write)
         ticks = self._ticks()
@@ -260,10 +266,9 @@ class Run:
     @property
     def keyframe_workers(self) -> int:
         """Keyframe steps computed ahead on their own threads (0: inline; several videos are batched instead)."""
-        plan = self.backend.plan
-        if plan is None or not self.backend.concurrent_steps or len(self.streams) > 1:
-            return 0
-        return plan.keyframe_workers
+        from .pipeline import keyframe_workers
+
+        return keyframe_workers(self.backend, len(self.streams))
 
     def _ticks(self):
         """Per step of the schedule, (stream index, decoded frame, StepResult) for every stream that had a frame."""
@@ -331,7 +336,12 @@ class Run:
             stream.reader.close()
 
 
-def _check_engines_match(manifest, args: argparse.Namespace) -> None:
+def backend_line(loaded: LoadedBackend) -> str:
+    """The log line naming the backend, why it was chosen and what executes it."""
+    return f"backend: {loaded.backend.name} ({loaded.why}); {loaded.backend.describe()}"
+
+
+def check_engines_match(manifest, args: InferOptions) -> None:
     """--keyframe-net / --size, when given, must match what the engines were built for."""
     net, size = manifest.model["keyframe_net"], tuple(manifest.frame_size)
     wrong_net = args.keyframe_net is not None and args.keyframe_net != net
@@ -366,7 +376,7 @@ def _summary(stats: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run in a worker thread so SIGINT/SIGTERM are handled at once: outputs are removed and the
     process exits with 130/143 within about a second, even in the middle of a long step."""
-    args = build_parser().parse_args(argv)
+    args = parse_options(argv)
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     received: list[int] = []
     run: Run | None = None

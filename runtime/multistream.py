@@ -11,15 +11,17 @@ from typing import Iterator
 
 import numpy as np
 
-from gsvnet import KeyframeScheduler, StepResult
+from gsvnet.loop import KeyframeScheduler, StepResult
 
 from .backends.base import Backend, State
 
 
 class MultiStreamScheduler:
-    def __init__(self, backend: Backend, interval: int, label_sizes: list[tuple[int, int]], stagger: bool = True) -> None:
+    def __init__(self, backend: Backend, interval: int, label_sizes: list[tuple[int, int]], stagger: bool = True,
+                 scores: bool = False) -> None:
+        """``scores``: each StepResult also carries its stream's host scores [1,C,h,w]."""
         count = len(label_sizes)
-        self.backend = backend
+        self.backend, self.scores = backend, scores
         self.streams = [KeyframeScheduler(backend, interval, size, phase=(s * interval) // count if stagger else 0)
                         for s, size in enumerate(label_sizes)]
 
@@ -54,7 +56,8 @@ class MultiStreamScheduler:
                 state = states[group[0]] if len(group) == 1 else backend.concat_states([states[s] for s in group])
                 labels = backend.labels(state, size)
                 for s, lab in zip(group, np.split(labels, len(group))):
-                    results.append((s, StepResult(indices[s], s in keys, lab)))
+                    scores = backend.host_scores(states[s]) if self.scores else None
+                    results.append((s, StepResult(indices[s], s in keys, lab, scores)))
             for s in active:
                 indices[s] += 1
             yield sorted(results, key=lambda r: r[0])

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from gsvnet import KeyframeScheduler, StepResult
+from gsvnet.loop import KeyframeScheduler, StepResult
 
 from .backends.base import Backend, State
 from .timing import StageTimer
@@ -56,19 +56,29 @@ def engine_frames(reader: VideoReader, size: tuple[int, int], limit: int = 0,
         yield decoded, engine
 
 
+def keyframe_workers(backend: Backend, streams: int) -> int:
+    """Keyframe steps to compute ahead on their own threads for ``streams`` videos (0: inline;
+    GPU backends and several videos, which are batched instead, use none)."""
+    plan = backend.plan
+    if plan is None or not backend.concurrent_steps or streams > 1:
+        return 0
+    return plan.keyframe_workers
+
+
 def schedule(backend: Backend, interval: int, label_sizes: list[tuple[int, int]],
              sources: list[Iterable[tuple[DecodedFrame, np.ndarray]]],
-             keyframe_workers: int) -> Iterator[list[tuple[int, DecodedFrame, StepResult]]]:
+             keyframe_workers: int, scores: bool = False) -> Iterator[list[tuple[int, DecodedFrame, StepResult]]]:
     """Per step, (stream, decoded frame, StepResult) of every stream that had a frame: one stream
     with ``keyframe_workers`` > 0 through ``LookaheadScheduler``, otherwise (GPU backends, a budget
-    of one core, several videos) through ``MultiStreamScheduler``, one step after the other."""
+    of one core, several videos) through ``MultiStreamScheduler``, one step after the other.
+    ``scores``: every StepResult also carries the host scores [1,C,h,w]."""
     from .multistream import MultiStreamScheduler
 
     if keyframe_workers:
         if len(sources) != 1:
             raise ValueError("keyframe steps are computed ahead for one stream only")
         lookahead = LookaheadScheduler(backend, interval, label_sizes[0], keyframe_workers,
-                                       lambda ms: backend.timer.add("keyframe_wait", ms))
+                                       lambda ms: backend.timer.add("keyframe_wait", ms), scores)
         for decoded, result in lookahead.run(iter(sources[0])):
             yield [(0, decoded, result)]
         return
@@ -79,7 +89,7 @@ def schedule(backend: Backend, interval: int, label_sizes: list[tuple[int, int]]
             current[index] = decoded
             yield frame
 
-    scheduler = MultiStreamScheduler(backend, interval, label_sizes)
+    scheduler = MultiStreamScheduler(backend, interval, label_sizes, scores=scores)
     for tick in scheduler.run([engine_only(i, src) for i, src in enumerate(sources)]):
         yield [(index, current[index], result) for index, result in tick]
 
@@ -134,17 +144,19 @@ class LookaheadScheduler:
     ``workers`` keyframe steps computed ahead, concurrently with the propagation steps before them.
 
     ``run`` takes (payload, uint8 frames [1,H,W,3]) pairs and yields (payload, StepResult) in
-    frame order; it holds at most ``workers * l + 1`` frames.
+    frame order; it holds at most ``workers * l + 1`` frames. ``scores``: each StepResult also
+    carries the host scores [1,C,h,w].
     """
 
     def __init__(self, backend: Backend, interval: int, label_size: tuple[int, int], workers: int,
-                 wait_timer: Callable[[float], None] | None = None) -> None:
+                 wait_timer: Callable[[float], None] | None = None, scores: bool = False) -> None:
         if workers < 1:
             raise ValueError(f"LookaheadScheduler needs at least one keyframe worker, got {workers}")
         self.backend, self.workers = backend, workers
         self.order = KeyframeScheduler(backend, interval, label_size)  # which frames are keyframes
         self.window = workers * interval + 1
         self.wait_timer = wait_timer
+        self.scores = scores
 
     def run(self, frames: Iterator[tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, StepResult]]:
         backend, order = self.backend, self.order
@@ -174,7 +186,8 @@ class LookaheadScheduler:
                         self.wait_timer((time.perf_counter() - started) * 1e3)
                 else:
                     state = backend.propagation_step(state, batch)
-                yield payload, StepResult(index, future is not None, backend.labels(state, order.label_size))
+                scores = backend.host_scores(state) if self.scores else None
+                yield payload, StepResult(index, future is not None, backend.labels(state, order.label_size), scores)
         finally:
             for *_, future in pending:
                 if future is not None:

@@ -170,6 +170,11 @@ class Backend(ABC):
     def split_state(self, state: State, sizes: list[int]) -> list[State]:
         return [State(a, b) for a, b in zip(self.split(state.scores, sizes), self.split(state.small, sizes))]
 
+    def host_scores(self, state: State) -> np.ndarray:
+        """float32 [N,C,h,w] on the host: the 1/8-grid class scores of ``state``."""
+        with self.timer("download_scores"):
+            return np.asarray(self.download(state.scores), dtype=np.float32)
+
     def engine_labels(self, scores: Array) -> np.ndarray:
         """uint8 labels [N,H,W] at the engine size on the host (the ``labels`` stage)."""
         return self.download(self._stage("labels", scores))

@@ -20,6 +20,7 @@ import av
 from export.manifest import Manifest
 
 from ..errors import UserError
+from ..options import InferOptions
 
 OVERLAY_NAME = "overlay.mp4"
 LABELS_NAME = "labels"
@@ -82,15 +83,12 @@ def plan_jobs(videos: list[Path]) -> list[VideoJob]:
     return [VideoJob(video, name) for name, video in seen.items()]
 
 
-def infer_arguments(job: VideoJob, settings: OutputSettings, folder: Path) -> list[str]:
-    """The ``python -m runtime.infer`` flags that write this video's outputs into ``folder``."""
-    argv = ["--video", str(job.video), "--engines", str(settings.engines), "--interval", str(settings.interval),
-            "--alpha", str(settings.alpha), "--stats", str(folder / STATS_NAME), "--no-progress"]
-    if settings.overlay:
-        argv += ["--out", str(folder / OVERLAY_NAME)]
-    if settings.labels:
-        argv += ["--labels-dir", str(folder / LABELS_NAME)]
-    return argv
+def infer_options(job: VideoJob, settings: OutputSettings, folder: Path) -> InferOptions:
+    """The ``runtime.infer`` options that write this video's outputs into ``folder``."""
+    return InferOptions(video=[job.video], engines=settings.engines, interval=settings.interval, alpha=settings.alpha,
+                        stats=folder / STATS_NAME, progress=False,
+                        out=folder / OVERLAY_NAME if settings.overlay else None,
+                        labels_dir=folder / LABELS_NAME if settings.labels else None)
 
 
 def engines_identity(manifest: Manifest) -> dict:

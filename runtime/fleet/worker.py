@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import first_line
 from .outdir import commit, staging_folder
-from .plan import OutputSettings, VideoJob, engines_identity, infer_arguments, write_record
+from .plan import OutputSettings, VideoJob, engines_identity, infer_options, write_record
 
 
 class SegmentWorker:
@@ -35,7 +35,7 @@ class SegmentWorker:
         self.info: dict = {"pid": os.getpid(), "host": socket.gethostname(), "node_ip": ray.util.get_node_ip_address(),
                            "node_id": ray.get_runtime_context().get_node_id(), "refusal": None}
         self.backend = None
-        self.verdict = None
+        self.loaded = None
         self.engines_identity: dict = {}
         self._run = None
         self._stop = threading.Event()
@@ -49,7 +49,7 @@ class SegmentWorker:
             # per node: TensorRT engines are checked against this GPU, and every backend is verified on it
             notes: list[str] = []
             loaded = load_backend(backend, manifest, threads, log=notes.append)
-            self.backend, self.verdict = loaded.backend, loaded.verdict
+            self.backend, self.loaded = loaded.backend, loaded
             self.info.update(backend=self.backend.name, why=loaded.why, detail=self.backend.describe(),
                              verification=loaded.verdict.line(), notes=notes,
                              load_seconds=round(time.perf_counter() - started, 3))
@@ -81,7 +81,7 @@ class SegmentWorker:
         Returns {"status": "done" | "damaged" | "failed" | "stopped", "frames", "fps",
         "wall_seconds", "lost_frames", "error", "notes"}.
         """
-        from ..infer import USER_ERRORS, Interrupted, Run, build_parser
+        from ..infer import USER_ERRORS, Interrupted, Run
 
         stage = staging_folder(self.out_dir, job.name, attempt)
         notes: list[str] = []
@@ -89,8 +89,7 @@ class SegmentWorker:
             if self._stop.is_set():
                 raise Interrupted()
             stage.mkdir(parents=True)
-            args = build_parser().parse_args(infer_arguments(job, settings, stage))
-            run = Run(args, log=notes.append, backend=self.backend, verdict=self.verdict)
+            run = Run(infer_options(job, settings, stage), log=notes.append, loaded=self.loaded)
             self._run = run
             try:
                 if self._stop.is_set():

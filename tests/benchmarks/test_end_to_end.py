@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks import end_to_end, fps
+from benchmarks import end_to_end, environment, fps
 
 
 def _run(fps_value: float, load: float = 0.5, others: float = 0.0) -> dict:
@@ -29,7 +29,7 @@ def test_summary_is_the_median_per_interval_over_eager_per_frame():
 
 
 def test_quick_end_to_end_runs_runtime_infer_for_every_configuration(tmp_path, monkeypatch, real_clip):
-    monkeypatch.setattr(fps, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(environment, "CACHE", tmp_path / "cache")
     lines: list[str] = []
     args = fps.build_parser().parse_args(["--end-to-end", "--quick", "--precisions", "fp32", "--out-dir", str(tmp_path / "out")])
     result = end_to_end.run(args, log=lines.append)

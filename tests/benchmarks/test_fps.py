@@ -1,11 +1,12 @@
 import json
 
-from benchmarks import fps
+from benchmarks import environment, fps
+from benchmarks.environment import REPO
 from benchmarks.flops import count_macs
 
 
 def test_quick_benchmark_runs_and_reports_ratios(tmp_path, monkeypatch):
-    monkeypatch.setattr(fps, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(environment, "CACHE", tmp_path / "cache")
     lines: list[str] = []
     args = fps.build_parser().parse_args(["--quick", "--out-dir", str(tmp_path / "results"), "--threads", "2"])
     result = fps.run(args, log=lines.append)
@@ -46,7 +47,7 @@ def test_frames_fall_back_to_synthetic_ones_without_pyav(tmp_path):
             "frames, size, source = fps.clip_frames((16, 32), 3)\n"
             "assert len(frames) == 3 and frames[0].shape == (1, 16, 32, 3) and size == (16, 32)\n"
             "print(source)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=fps.REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("synthetic random frames (the video reader does not import:") and "\n" == proc.stdout[-1]
 

@@ -12,7 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from export.manifest import load_manifest
-from export.quantize import for_onnxruntime_x86, x86_needs_u8
+from export.int8_x86 import for_onnxruntime_x86, x86_needs_u8
 from gsvnet import KeyframeScheduler
 from runtime.backends import create_backend
 from tests.conftest import ENGINE_SIZE, clip_frames, run_module, shared_data, CAMVID

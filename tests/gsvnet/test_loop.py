@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import weakref
+from pathlib import Path
 
 import pytest
 import torch
 
 from gsvnet import GSVNet, GSVNetConfig, KeyframeScheduler, PropagationState, segment_frames
 from gsvnet import ops
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +112,11 @@ def test_loop_streams_and_keeps_only_the_latest_state(model, one_torch_thread):
 def test_interval_must_be_positive(model):
     with pytest.raises(ValueError, match="interval"):
         KeyframeScheduler(model, 0)
+
+
+def test_the_schedule_imports_without_torch():
+    """An onnxruntime- or OpenVINO-only deployment runs the schedule without PyTorch installed."""
+    code = ("import sys\nimport gsvnet.loop\nfrom gsvnet import KeyframeScheduler\n"
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -26,10 +27,17 @@ MIN_MEAN_AGREEMENT = 0.998
 def assert_matches_reference(labels_dir: Path, video: Path, count: int, interval: int, stream: int = 0,
                              streams: int = 1, model=None) -> list[float]:
     """The ``count`` label PNGs in ``labels_dir`` equal the independent reference for ``video``."""
+    return assert_labels_match_reference(read_label_pngs(labels_dir, count), video, count, interval, stream, streams,
+                                         model)
+
+
+def assert_labels_match_reference(labels: Iterable[np.ndarray], video: Path, count: int, interval: int,
+                                  stream: int = 0, streams: int = 1, model=None) -> list[float]:
+    """``labels`` (uint8 [H,W] per frame, ``count`` of them) equal the independent reference for ``video``."""
     first = next(decode_rgb_opencv(video, 1))
     expected = reference_labels(model or shipped_model(), decode_rgb_opencv(video, count), ENGINE_SIZE, interval,
                                 first.shape[:2], stream, streams)
-    agree = agreement_per_frame(read_label_pngs(labels_dir, count), expected)
+    agree = agreement_per_frame(labels, expected)
     worst = int(np.argmin(agree))
     where = f"{video.name} (stream {stream} of {streams}, l = {interval})"
     assert agree[worst] >= MIN_AGREEMENT, f"{where}: frame {worst} agrees on {100 * agree[worst]:.2f}% of pixels"

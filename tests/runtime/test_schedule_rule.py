@@ -5,6 +5,9 @@ floor(s*l/S)), checked against that rule and not against another scheduler."""
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ from runtime.threads import plan_threads
 from tests.conftest import ENGINE_SIZE
 from tests.independent import documented_keyframes
 
+REPO = Path(__file__).resolve().parents[2]
 FRAMES = 14
 SIZE = (16, 24)  # label size: small, the labels are not what is checked here
 
@@ -67,3 +71,11 @@ def test_the_runtime_dispatch_follows_the_rule(backend, workers, streams):
             if result.keyframe:
                 keys[s].append(result.index)
     assert keys == [rule(FRAMES, 4, s, streams) for s in range(streams)]
+
+
+@pytest.mark.parametrize("module", ["runtime.multistream", "runtime.pipeline"])
+def test_the_schedulers_import_without_torch(module):
+    """The runtime's schedulers need no PyTorch (an onnxruntime- or OpenVINO-only deployment)."""
+    code = f"import sys\nimport {module}\nassert 'torch' not in sys.modules, 'importing {module} imports torch'\n"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterable
 
 import av
 import numpy as np
@@ -42,3 +43,18 @@ def write_video(path: Path, n: int, size: tuple[int, int], fps: int = 25, rotati
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_lossless_frames(frames: Iterable[np.ndarray], path: Path, fps: int = 25) -> None:
+    """RGB uint8 [H,W,3] frames, in order, as a video whose decoded frames are exactly these pixels
+    (PNG frames in a QuickTime file)."""
+    with av.open(str(path), "w") as out:
+        stream = None
+        for rgb in frames:
+            if stream is None:
+                stream = out.add_stream("png", rate=fps)
+                stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode() if stream is not None else ():
+            out.mux(packet)

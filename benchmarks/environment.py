@@ -1,0 +1,66 @@
+"""What every benchmark shares: where the real data and results live, the record of the machine a
+run measured on, the dated result files, and the engines folders built once into a cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+from gsvnet.provenance import cpu_model
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"
+CAMVID_TRAIN = REPO.parent / "shared" / "data" / "camvid" / "train"
+RESULTS = REPO / "benchmarks" / "results"
+CACHE = Path(os.environ.get("GSVNET_BENCH_CACHE", Path.home() / ".cache" / "gsvnet" / "bench-engines"))
+
+# ---- environment -----------------------------------------------------------------------------
+
+def environment(threads: int) -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+
+    import gsvnet
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "gpu": gpu,
+            "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "gsvnet": gsvnet.__version__,
+            "command": " ".join(["python", "-m", "benchmarks.fps", *sys.argv[1:]])}
+
+
+def device_slug(env: dict) -> str:
+    name = env["gpu"] or env["cpu"]
+    keep = "".join(c.lower() if c.isalnum() else "-" for c in name)
+    return ("gpu-" if env["gpu"] else "cpu-") + "-".join(filter(None, keep.split("-")))[:40]
+
+
+def write_result(result: dict, out_dir: Path, env: dict, quick: bool, kind: str = "") -> Path:
+    """Write ``OUT_DIR/<date>-[KIND-]<device>[-quick].json`` and return its path (the plot goes
+    beside it, same name with .png)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{date.today().isoformat()}-{kind + '-' if kind else ''}{device_slug(env)}" + ("-quick" if quick else "")
+    path = out_dir / f"{stem}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return path
+
+
+def engines_for(size: tuple[int, int], checkpoint: Path | None, log: Callable[[str], None], precision: str = "fp32",
+                calibration: Path | None = None) -> Path:
+    """Engines at ``size`` in the benchmark cache (built once, reused while up to date)."""
+    from export.build_engines import build, build_parser as export_parser
+
+    out = CACHE / (f"{size[0]}x{size[1]}" + ("" if precision == "fp32" else f"-{precision}"))
+    argv = ["--out", str(out), "--size", f"{size[0]}x{size[1]}", "--backend", "auto"]
+    if precision != "fp32":
+        argv += ["--precision", precision, "--calibration", str(calibration)]
+    if checkpoint is not None:
+        argv += ["--checkpoint", str(checkpoint)]
+    build(export_parser().parse_args(argv), log=lambda m: log("  " + m))
+    return out

@@ -1,0 +1,60 @@
+"""Typed options of a segmentation run: what ``python -m runtime.infer`` parses its flags into, and
+what ``runtime.Segmenter`` and the fleet worker fill in directly (no argv, no Namespace)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import UserError
+
+VerifyMode = Literal["auto", "force", "skip"]  # runtime.verification.Mode
+DEFAULT_ENGINES = Path("engines")
+
+
+@dataclass
+class InferOptions:
+    """Every ``runtime.infer`` flag (see ``python -m runtime.infer --help`` for each one's meaning).
+
+    ``verify``: 'auto' (check on first use), 'force' (``--verify``) or 'skip' (``--no-verify``);
+    ``progress``: False for ``--no-progress``. Paths may be given as strings. Values out of range
+    raise the one-line ``UserError`` the command line would print for them.
+    """
+
+    video: list[Path] = field(default_factory=list)
+    engines: Path = DEFAULT_ENGINES
+    backend: str = "auto"
+    interval: int = 4
+    out: Path | None = None
+    labels_dir: Path | None = None
+    stats: Path | None = None
+    alpha: float = 0.5
+    max_frames: int | None = None
+    keyframe_net: str | None = None
+    size: tuple[int, int] | None = None  # (H, W)
+    threads: int = 0
+    calibrate: bool = False
+    profile_stages: bool = False
+    verify: VerifyMode = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.video = [Path(v) for v in ([self.video] if isinstance(self.video, (str, Path)) else self.video)]
+        self.engines = Path(self.engines)
+        for name in ("out", "labels_dir", "stats"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, Path(value))
+        if self.size is not None:
+            self.size = (int(self.size[0]), int(self.size[1]))
+        _check(self.interval >= 1, "interval", "must be >= 1", self.interval)
+        _check(self.threads >= 0, "threads", "must be >= 0", self.threads)
+        _check(self.max_frames is None or self.max_frames >= 1, "max_frames", "must be >= 1", self.max_frames)
+        _check(0 <= self.alpha <= 1, "alpha", "must be in [0, 1]", self.alpha)
+        _check(self.verify in ("auto", "force", "skip"), "verify", "must be 'auto', 'force' or 'skip'", self.verify)
+
+
+def _check(ok: bool, name: str, rule: str, value: object) -> None:
+    if not ok:
+        raise UserError(f"{name} {rule}, got {value!r}")
