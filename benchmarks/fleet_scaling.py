@@ -86,7 +86,7 @@ def run_fleet(clips: list[Path], engines: Path, out_dir: Path, workers: int, cpu
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from export.manifest import load_manifest
+    from engine_format.manifest import load_manifest
 
     manifest = load_manifest(args.engines)
     runs = []

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from export.manifest import STAGES
+from engine_format.manifest import STAGES
 from .environment import CAMVID_TRAIN, CLIP, RESULTS, engines_for, environment, write_result
 
 NETWORKS = ("keyframe", "flow", "intra", "guide")
@@ -39,13 +39,13 @@ STAGE_CAVEATS = {
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
-    from export.build_engines import parse_size
+    from engine_format.sizes import parse_size
 
     return [parse_size(t) for t in text.split(",") if t.strip()] if text else []
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from export.build_engines import parse_size
+    from engine_format.sizes import parse_size
     from runtime.backends import CHOICES
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.fps", description=__doc__,
@@ -157,7 +157,7 @@ def measure_stages(backends: dict, frames, warmup: int, iterations: int) -> dict
 
 
 def measure_end_to_end(backends: dict, frames, label_size, intervals, repeats: int, log) -> dict[str, dict[int, list[float]]]:
-    from gsvnet import KeyframeScheduler
+    from runtime.schedule import KeyframeScheduler
 
     raw: dict[str, dict[int, list[float]]] = {name: {l: [] for l in intervals} for name in backends}
     for name, b in backends.items():  # warm-up pass
@@ -202,7 +202,7 @@ def parameter_counts(engines: Path) -> dict[str, int]:
 def make_backends(spec: str, engines: Path, threads: int, log) -> dict:
     import torch
 
-    from export.manifest import load_manifest
+    from engine_format.manifest import load_manifest
     from runtime.backends import GPU_BACKENDS, PREFERENCE, create_backend, unavailable_reason
 
     torch.set_num_threads(threads)
@@ -294,7 +294,7 @@ def plot(result: dict, path: Path) -> None:
 
 def run(args: argparse.Namespace, log=print) -> dict:
     from benchmarks.flops import count_macs
-    from export.manifest import load_manifest
+    from engine_format.manifest import load_manifest
 
     if args.quick:
         args.size, args.iterations, args.warmup, args.frames, args.repeats = (64, 112), 2, 1, 6, 1

@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from export.manifest import load_manifest
-    from gsvnet import KeyframeScheduler
+    from engine_format.manifest import load_manifest
+    from runtime.schedule import KeyframeScheduler
     from runtime.backends import create_backend, select_backend
     from runtime.outputs import blend
     from runtime.video import VideoReader, resize_rgb

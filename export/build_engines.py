@@ -15,24 +15,13 @@ from pathlib import Path
 from .build_errors import TENSORRT_MISSING, BuildError
 from .custom_ops import custom_op_transform
 from .verification_set import write_verification_set
-from .manifest import (FORMAT, MANIFEST_NAME, STAGES, VERSION, Manifest, ManifestError, build_key, read_manifest,
+from engine_format.sizes import parse_size
+from engine_format.manifest import (FORMAT, MANIFEST_NAME, STAGES, VERSION, Manifest, ManifestError, build_key, read_manifest,
                        sha256_file, write_json_atomic)
 
 DEFAULT_SIZE = (1024, 2048)
 DEFAULT_OUT = Path("engines")
 CHECKPOINT_FILE = "model.pt"
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W); both multiples of 8 and at least 16."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 1024x2048 (height x width), got {text!r}") from None
-    if h < 16 or w < 16 or h % 8 or w % 8:
-        near = f"{max(16, round(h / 8) * 8)}x{max(16, round(w / 8) * 8)}"
-        raise argparse.ArgumentTypeError(f"size {h}x{w}: height and width must be multiples of 8 and >= 16 (try {near})")
-    return h, w
 
 
 def parse_key_scale(text: str) -> float:

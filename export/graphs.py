@@ -11,9 +11,10 @@ import torch
 
 from gsvnet import GSVNet
 
-from .manifest import sha256_file
+from engine_format.manifest import sha256_file
 from .onnx_export import export_stage
-from .stages import stage_functions, stage_table
+from engine_format.stages import stage_table
+from gsvnet.stages import stage_functions
 from .verify import verify_stage
 
 

@@ -11,17 +11,30 @@ from typing import Callable
 
 import onnx
 import torch
+from torch import nn
 
+from engine_format.stages import BATCH, Stage
 from gsvnet import GSVNet
 
 from .graph_fixes import static_resize_scales
-from .stages import BATCH, Stage, StageModule
 
 #: GridSample is called 'bilinear' up to opset 19; TensorRT maps opset >= 20 'linear' to nearest
 #: (NVIDIA/TensorRT#4646), so only these opsets are exported.
 SUPPORTED_OPSETS = (16, 17, 18, 19)
 DEFAULT_OPSET = 18
 MAX_BATCH = 64
+
+
+class StageModule(nn.Module):
+    """Wraps one GSVNet method as a module so it can be exported on its own."""
+
+    def __init__(self, model: GSVNet, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.fn = fn
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.model, *args)
 
 
 class ExportError(RuntimeError):

@@ -132,8 +132,8 @@ def quantize_keyframe_graph(folder: Path, fp32_entry: dict, calibration: tuple[l
                             size: tuple[int, int], log=print) -> dict:
     """Quantise ``folder``'s FP32 keyframe graph into ``keyframe.int8.onnx`` (the FP32 file goes),
     check it against the FP32 graph on the calibration frames, and return its manifest entry."""
-    from .manifest import sha256_file
-    from .onnx_session import make_session
+    from engine_format.manifest import sha256_file
+    from engine_format.sessions import make_session
 
     files, record = calibration
     fp32 = folder / fp32_entry["file"]

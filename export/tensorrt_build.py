@@ -11,7 +11,7 @@
    TensorRT >= 10.9 their AOT implementation embeds our PTX in the engine.
 3. The manifest's ``engines`` entry records what the engine is tied to (TensorRT version, GPU,
    compute capability, settings, ONNX and plugin hashes); an engine is rebuilt only when one of
-   these changed (``export.engine_compat.engine_stale_reason``).
+   these changed (``engine_format.compat.engine_stale_reason``).
 
 TensorRT, Polygraphy and torch are imported inside the functions that need them.
 """
@@ -28,9 +28,9 @@ from typing import Any, Callable, Mapping
 from .build_errors import TENSORRT_MISSING, BuildError, first_line
 from .casts import uint8_casts_from_float
 from .custom_ops import custom_op_transform
-from .engine_compat import (ENGINE_STAGES, TensorRTEnvironment, engine_stale_reason, plugin_sources_sha256,
+from engine_format.compat import (ENGINE_STAGES, TensorRTEnvironment, engine_stale_reason, plugin_sources_sha256,
                             tensorrt_unsupported_reason)
-from .manifest import Manifest, ManifestError, read_manifest, sha256_file
+from engine_format.manifest import Manifest, ManifestError, read_manifest, sha256_file
 
 FP16_GRAPHS = "graphs_fp16"
 PLUGIN_KERNELS = {"WarpByFlow": "warp_by_flow", "ChunkFilter": "chunk_filter"}  # op -> plugins.nvcc source
@@ -258,7 +258,7 @@ def stage_intermediates(model: Any, frames: Any, size: tuple[int, int]) -> dict[
     frames at the engine size, the first a keyframe, the second propagated from it."""
     import torch
 
-    from .stages import stage_functions
+    from gsvnet.stages import stage_functions
 
     fns = stage_functions(size)
     with torch.inference_mode():
@@ -315,7 +315,7 @@ def engine_check(trt: Any, manifest: Manifest, stage: str, graph: Mapping, input
     types) against the FP32 onnxruntime graph of the same stage on the same inputs."""
     import numpy as np
 
-    from .onnx_session import make_session
+    from engine_format.sessions import make_session
 
     fp32 = manifest.graphs[stage]
     reference = make_session(manifest.file(fp32["file"])).run(None, dict(zip((s["name"] for s in fp32["inputs"]), inputs)))[0]
@@ -393,8 +393,8 @@ def _previous(folder: Path) -> Manifest | None:
 
 
 def _verification_frames(manifest: Manifest) -> Any:
-    """The real frames of the folder's verification set at the engine size (export/verification_set.py)."""
-    from .verification_set import engine_frames, read_verification_set
+    """The real frames of the folder's verification set at the engine size (engine_format/verification_set.py)."""
+    from engine_format.verification_set import engine_frames, read_verification_set
 
     entry = manifest.data["verification"]
     return engine_frames(read_verification_set(manifest.file(entry["file"]))["frames"], manifest.frame_size)
@@ -412,7 +412,7 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
     engine (tests pass a stand-in)."""
     from export.onnx_export import MAX_BATCH
 
-    from .engine_compat import current_environment
+    from engine_format.compat import current_environment
 
     trt = _tensorrt()
     if not 1 <= args.max_batch <= MAX_BATCH:

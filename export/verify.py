@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from gsvnet import GSVNet
-from .onnx_session import make_session
-from .stages import Stage, random_inputs
+from engine_format.sessions import make_session
+from engine_format.stages import Stage, random_inputs
 
 ATOL = 1e-4
 RTOL = 1e-4

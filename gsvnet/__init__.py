@@ -2,7 +2,7 @@
 
 Plain ``nn.Module``s and reference ops only; export, engines and runtime derive from these.
 
-The names below are imported from their modules on first use, so ``import gsvnet.loop`` (the
+The names below are imported from their modules on first use, so ``import runtime.schedule.core`` (the
 keyframe / propagation schedule, pure Python) does not import torch.
 """
 
@@ -16,10 +16,10 @@ __version__ = "0.1.0"
 _HOMES = {
     "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
     "create_keyframe_net": "keyframe", "keyframe_net_names": "keyframe",
-    "KeyframeScheduler": "loop", "StepResult": "loop",
-    "GSVNet": "model", "GSVNetConfig": "model", "PropagationState": "model", "grid_size": "model", "key_size": "model",
+    "GSVNet": "model", "GSVNetConfig": "model", "key_size": "model",
     "chunk_filter": "ops", "edge_map": "ops", "warp_by_flow": "ops",
-    "segment_frames": "stepper",
+    "grid_size": "shapes", "num_weights": "shapes",
+    "PropagationState": "state",
 }
 
 __all__ = sorted(_HOMES)

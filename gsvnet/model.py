@@ -16,6 +16,8 @@ from . import ops
 from .classes import default_label_set
 from .keyframe import KeyframeNet, Normalization, create_keyframe_net
 from .propagation import FlowNet, GuidingNet, IntraNet
+from .shapes import grid_size  # noqa: F401  (re-exported: gsvnet.model.grid_size)
+from .state import PropagationState
 
 
 RESAMPLING = ("half_pixel", "official")
@@ -66,28 +68,12 @@ class GSVNetConfig:
         return cls(**d)
 
 
-def grid_size(frame_size: tuple[int, int]) -> tuple[int, int]:
-    """The 1/8 grid of a frame size (H, W), both multiples of 8."""
-    height, width = frame_size
-    if height % 8 or width % 8 or height < 16 or width < 16:
-        raise ValueError(f"frame size {height}x{width} must be multiples of 8 and at least 16x16")
-    return height // 8, width // 8
-
-
 def key_size(frame_size: tuple[int, int], key_scale: float, resampling: str = "half_pixel") -> tuple[int, int]:
     """Keyframe input size: the frame scaled by ``key_scale``, rounded to a multiple of 8
     (``official`` resampling: floored, as the official code's ``height // 4 * 3``)."""
     if resampling == "official":
         return tuple(max(8, int(s * key_scale)) for s in frame_size)  # type: ignore[return-value]
     return tuple(max(8, int(round(s * key_scale / 8)) * 8) for s in frame_size)  # type: ignore[return-value]
-
-
-@dataclass
-class PropagationState:
-    """What one step hands to the next: scores [N,C,h,w] and the normalised 1/8 frame [N,3,h,w]."""
-
-    scores: torch.Tensor
-    small: torch.Tensor
 
 
 class GSVNet(nn.Module):

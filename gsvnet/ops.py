@@ -12,21 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .shapes import num_shifts, num_weights  # noqa: F401  (re-exported: gsvnet.ops.num_weights)
+
 #: Added to the sum of the guiding weights before dividing (see ``chunk_filter``); the official
 #: GSVNet's value. Representable in float32 only: the sum is always taken in float32.
 WEIGHT_EPS = 1e-9
-
-
-def num_shifts(radius: int) -> int:
-    """Number of ideal-delay candidates K = (2r+1)^2 for a propagation radius r."""
-    if radius < 0:
-        raise ValueError(f"radius must be >= 0, got {radius}")
-    return (2 * radius + 1) ** 2
-
-
-def num_weights(radius: int) -> int:
-    """Guiding weights per pixel: K shifts, the intra candidate and the null candidate (K + 2)."""
-    return num_shifts(radius) + 2
 
 
 def shift_offsets(radius: int) -> list[tuple[int, int]]:

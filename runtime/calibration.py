@@ -1,7 +1,7 @@
 """A short measurement of each stage graph at a few onnxruntime thread counts, made the first time
 an engines folder is used on a machine and kept beside the engines (``calibration.json``).
 
-Each graph runs alone, on fresh random inputs of its real shapes (export.stages.random_inputs),
+Each graph runs alone, on fresh random inputs of its real shapes (engine_format.stages.random_inputs),
 spinning off as in the runtime: 1 warm-up run, then the median of ``RUNS``. At 544x960 on a
 2-core CPU this takes about 3 s. An entry is reused while the machine (CPU model, usable cores,
 onnxruntime version) and the graphs (their sha256) are the same; ``runtime.infer --calibrate``
@@ -16,9 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from export.manifest import STAGES, Manifest, verify_file, write_json_atomic
-from export.onnx_session import make_session
-from export.stages import Stage, TensorSpec, random_inputs
+from engine_format.manifest import STAGES, Manifest, verify_file, write_json_atomic
+from engine_format.sessions import make_session
+from engine_format.stages import Stage, TensorSpec, random_inputs
 from gsvnet.provenance import cpu_model
 
 from .threads import ThreadPlan, candidate_counts, plan_threads, usable_cores

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from export.build_errors import first_line  # noqa: F401  (one formatter for every layer; export is below runtime)
+from engine_format.errors import first_line  # noqa: F401  (one formatter for every layer)
 
 
 class UserError(RuntimeError):

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export.build_engines import parse_size
-from export.manifest import ManifestError, load_manifest
+from engine_format.sizes import parse_size
+from engine_format.manifest import ManifestError, load_manifest
 from gsvnet.checkpoint import CheckpointError
 
 from .arguments import alpha_value, non_negative_int, positive_int
@@ -266,13 +266,14 @@ class Run:
     @property
     def keyframe_workers(self) -> int:
         """Keyframe steps computed ahead on their own threads (0: inline; several videos are batched instead)."""
-        from .pipeline import keyframe_workers
+        from .schedule.dispatch import keyframe_workers
 
         return keyframe_workers(self.backend, len(self.streams))
 
     def _ticks(self):
         """Per step of the schedule, (stream index, decoded frame, StepResult) for every stream that had a frame."""
-        from .pipeline import DECODE_DEPTH, engine_frames, schedule
+        from .pipeline import DECODE_DEPTH, engine_frames
+        from .schedule.dispatch import schedule
         from .video import prefetch
 
         backend, limit = self.backend, self.args.max_frames or 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from export.manifest import Manifest, ManifestError
+from engine_format.manifest import Manifest, ManifestError
 
 from .backends import GPU_BACKENDS, PREFERENCE, create_backend, precision_note, unavailable_reason
 from .backends.base import Backend

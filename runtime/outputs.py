@@ -16,7 +16,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from export.manifest import write_json_atomic
+from engine_format.manifest import write_json_atomic
 
 from .errors import UserError
 

@@ -83,7 +83,7 @@ class Segmenter:
     @classmethod
     def from_options(cls, options: InferOptions, log: Callable[[str], None] | None = None) -> Segmenter:
         """``load`` from typed options (their video and output fields are not used here)."""
-        from export.manifest import load_manifest
+        from engine_format.manifest import load_manifest
 
         from .infer import backend_line, check_engines_match
         from .loading import load_backend
@@ -104,7 +104,7 @@ class Segmenter:
     def describe(self) -> str:
         """What was chosen and why: engines, backend, verification verdict, thread plan (one line each)."""
         from .infer import backend_line
-        from .pipeline import keyframe_workers
+        from .schedule.dispatch import keyframe_workers
 
         m, plan = self.manifest, self.backend.plan
         h, w = m.frame_size
@@ -131,7 +131,7 @@ class Segmenter:
 
     def stream_many(self, sources: Sequence[Source], scores: bool = False) -> Iterator[tuple[int, FrameResult]]:
         """(source index, FrameResult) for several sources batched through the backend, the
-        streams' keyframes staggered (runtime/multistream.py), as ``runtime.infer`` runs several videos.
+        streams' keyframes staggered (runtime/schedule/multistream.py), as ``runtime.infer`` runs several videos.
         Per step every source that still has frames yields one result, in source order."""
         return self._run(list(sources), scores)
 
@@ -189,7 +189,8 @@ class Segmenter:
         return self._schedule(opened, scores)
 
     def _schedule(self, opened: list[tuple[tuple[int, int], Iterator]], scores: bool) -> Iterator[tuple[int, FrameResult]]:
-        from .pipeline import DECODE_DEPTH, keyframe_workers, schedule
+        from .pipeline import DECODE_DEPTH
+        from .schedule.dispatch import keyframe_workers, schedule
         from .video import prefetch
 
         self._check_idle()

@@ -1,7 +1,7 @@
 """First-use verification: a backend proves itself on this machine before it segments anything.
 
 The build stores real frames and the PyTorch reference's labels for them in the engines folder
-(export/verification_set.py). The first time a backend runs an engines folder on a machine, it
+(engine_format/verification_set.py; written by export/verification_set.py). The first time a backend runs an engines folder on a machine, it
 segments those frames (a keyframe step, then propagation steps) and its labels must equal the
 reference on at least 99.5% of the pixels of every frame. The verdict is kept in
 ``ENGINES/verified.json`` under a key made of everything the result depends on (the sha256 of
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from export.manifest import Manifest, ManifestError, verify_file, write_json_atomic
-from export.verification_set import MIN_AGREEMENT, engine_frames, read_verification_set
+from engine_format.manifest import Manifest, ManifestError, verify_file, write_json_atomic
+from engine_format.verification_set import MIN_AGREEMENT, engine_frames, read_verification_set
 
 if TYPE_CHECKING:
     from .backends.base import Backend

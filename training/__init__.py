@@ -4,5 +4,5 @@
 - ``python -m training.propagation``: flow, intra and guiding nets on real video by distillation
   from the frozen keyframe net (flow pre-trained against OpenCV DIS).
 - ``python -m training.ship``: FP16 weights and provenance into ``gsvnet/weights/``.
-Measured accuracy: ``python -m runtime.evaluate`` (runtime.metrics, runtime.protocol; datasets in gsvnet.datasets).
+Measured accuracy: ``python -m evaluation`` (evaluation.metrics, evaluation.protocol; datasets in gsvnet.datasets).
 """

@@ -39,8 +39,8 @@ from .losses import LOSSES, SegmentationLoss, class_frequencies, enet_weights
 from .optim import decay_groups, make_optimizer, poly_lr, rescheduled_lr, set_lr
 from .precision import autocast, pick_amp
 from .state import load_training_state, pick_device, save_training_state, start_run
-from gsvnet.stepper import TorchStepper
-from runtime.protocol import keyframe_confusion
+from runtime.schedule.torch_stepper import TorchStepper
+from evaluation.protocol import keyframe_confusion
 
 #: arguments that define the run's recipe and schedule: a resumed run must use the same
 RECIPE_ARGS = ("net", "epochs", "batch_size", "crop", "scale_min", "scale_max", "optimizer", "lr", "weight_decay",
@@ -156,7 +156,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="frame size for val scoring (multiples of 8); the keyframe net sees it scaled by key_scale")
     p.add_argument("--val-half", default="first", choices=HALVES,
                    help="part of the val sequence that selects the model (the second half is where propagation is "
-                        "reported: python -m runtime.evaluate camvid-sequence)")
+                        "reported: python -m evaluation camvid-sequence)")
     p.add_argument("--val-every", type=int, default=1, help="score val every N epochs (and at the last epoch)")
     p.add_argument("--seed", type=int, default=0, help="seed for torch and the per-epoch numpy generators")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")

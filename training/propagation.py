@@ -2,7 +2,7 @@
 
     python -m training.propagation --checkpoint runs/keyframe/best.pt --out runs/propagation
 
-What is trained matches what is scored (python -m runtime.evaluate camvid-sequence):
+What is trained matches what is scored (python -m evaluation camvid-sequence):
 1. Data, forward in time only (as the deployed pipeline plays video):
    - real clips (--videos; their first 1 - holdout of frames): soft targets, the frozen keyframe
      net's softmax on every frame (cached once with OpenCV DIS flows at 1/8 resolution);
@@ -45,7 +45,7 @@ from gsvnet.model import GSVNetConfig, grid_size
 from gsvnet.variants import build_variant
 from gsvnet.checkpoint import atomic_torch_save
 from runtime.arguments import positive_int
-from runtime.clips import holdout_split, read_video
+from evaluation.clips import holdout_split, read_video
 
 from .clip import PreparedClip, keyframe_scores, sample_sequences
 from .egomotion import grid_flows, sequence as egomotion_sequence

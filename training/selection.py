@@ -2,9 +2,9 @@
 CamVid val sequence, fast enough to run every few hundred training steps.
 
 The keyframe net is frozen, so its scores and the 1/8 frames of the sequence are computed once;
-each evaluation then runs only the propagation nets (``runtime.protocol`` drives a stepper over
+each evaluation then runs only the propagation nets (``evaluation.protocol`` drives a stepper over
 the cached tensors) and scores labels at the ground truth's full resolution, exactly as
-``python -m runtime.evaluate camvid-sequence --half first`` does.
+``python -m evaluation camvid-sequence --half first`` does.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from gsvnet import GSVNet, PropagationState
 from gsvnet.datasets.camvid import VOID, LabelledFrame, sequence_half
-from runtime.protocol import distance_confusions, resize_frame, summarise
+from evaluation.protocol import distance_confusions, resize_frame, summarise
 
 from .clip import keyframe_scores
 
@@ -65,7 +65,7 @@ class SelectionSet:
         return cls(frames, small, scores, targets)
 
     def evaluate(self, model: GSVNet, max_distance: int) -> dict:
-        """runtime.protocol summary (miou_by_distance, avg, min) of ``model``'s propagation."""
+        """evaluation.protocol summary (miou_by_distance, avg, min) of ``model``'s propagation."""
         model.eval()
         device = model.mean.device
         stepper = CachedStepper(model, self.small.to(device), self.scores.to(device))

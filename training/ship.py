@@ -57,7 +57,7 @@ def check_propagation(meta: dict, source: str) -> dict:
 
 
 def metrics_from(accuracy: Path | None) -> dict:
-    """The camvid, camvid_sequence and video sections of a runtime.evaluate JSON (mIoU in 0..1)."""
+    """The camvid, camvid_sequence and video sections of a evaluation.evaluate JSON (mIoU in 0..1)."""
     if accuracy is None:
         return {}
     data = json.loads(accuracy.read_text())
@@ -86,8 +86,8 @@ def regression_record(shipped: Path, camvid: Path) -> dict:
     """Keyframe-net mIoU and pixel accuracy of the shipped FP16 file on the first REGRESSION_IMAGES
     CamVid test images (frame 360x480, void ignored): the value the shipped-weights test re-measures."""
     from gsvnet.datasets.camvid import NUM_CLASSES, VOID, load_split
-    from gsvnet.stepper import TorchStepper
-    from runtime.protocol import keyframe_confusion
+    from runtime.schedule.torch_stepper import TorchStepper
+    from evaluation.protocol import keyframe_confusion
 
     model, _ = load_checkpoint(shipped)
     frames = load_split(camvid, "test", REGRESSION_IMAGES)
@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "refused if its propagation is below warp-only on the selection half")
     p.add_argument("--keyframe-state", default="runs/keyframe/last.pt", help="training.keyframe's resumable state (for epochs and wall time)")
     p.add_argument("--propagation-summary", default="runs/propagation/summary.json", help="training.propagation's summary.json")
-    p.add_argument("--accuracy", default=None, help="runtime.evaluate JSON with the measured metrics (optional)")
+    p.add_argument("--accuracy", default=None, help="evaluation.evaluate JSON with the measured metrics (optional)")
     p.add_argument("--command", action="append", default=[], help="an exact command that produced the weights (repeat, in order)")
     p.add_argument("--note", action="append", default=[], help="free-text note for the metadata (repeatable)")
     p.add_argument("--weights-dir", default=str(WEIGHTS_DIR), help="where shipped weights live")

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export.manifest import MANIFEST_NAME, STAGES
+from engine_format.manifest import MANIFEST_NAME, STAGES
 
 REF_SIZE = (544, 960)
 #: seconds for the FP32 ONNX export + onnxruntime check + verification set at 544x960 (shipped

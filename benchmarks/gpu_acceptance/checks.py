@@ -37,7 +37,7 @@ def probe(clip: Path | None) -> Machine:
 
     gpu = capability = driver = None
     if launcher.gpu_unavailable_reason() is None:
-        from export.engine_compat import gpu_identity
+        from engine_format.compat import gpu_identity
 
         gpu, cc = gpu_identity()
         capability = tuple(int(v) for v in cc.split(".")[:2])
@@ -93,7 +93,7 @@ def environment(machine: Machine) -> dict:
 # ---- shared pieces ---------------------------------------------------------------------------------
 
 def _labels(backend, frames: list[np.ndarray]) -> np.ndarray:
-    from gsvnet import KeyframeScheduler
+    from runtime.schedule import KeyframeScheduler
 
     return np.concatenate([r.labels for r in KeyframeScheduler(backend, INTERVAL, label_size=CLIP_SIZE).run(iter(frames))])
 
@@ -124,7 +124,7 @@ def kernels_vs_cpu(ctx: Context, check: Check, machine: Machine, deadline: float
     from labels, chunk filter), FP32 and FP16 storage."""
     import torch
 
-    from export.manifest import load_manifest
+    from engine_format.manifest import load_manifest
     from plugins import cpu
     from plugins.launcher import kernels
     from runtime.backends import create_backend
@@ -182,7 +182,7 @@ def kernels_vs_cpu(ctx: Context, check: Check, machine: Machine, deadline: float
 def torch_cuda_clip(ctx: Context, check: Check, machine: Machine, deadline: float) -> Outcome:
     """torch-cuda's labels against the FP32 CPU reference on the real frames, and its first-use
     verification (runtime.verification) as a user's first run does it."""
-    from export.manifest import load_manifest
+    from engine_format.manifest import load_manifest
     from runtime.backends import create_backend
     from runtime.verification import verify_backend
 
@@ -201,7 +201,7 @@ def torch_cuda_clip(ctx: Context, check: Check, machine: Machine, deadline: floa
 
 
 def tensorrt(ctx: Context, check: Check, machine: Machine, deadline: float) -> Outcome:
-    from export.manifest import load_manifest
+    from engine_format.manifest import load_manifest
     from runtime.backends import create_backend
 
     manifest = load_manifest(_engines(ctx, check, machine, deadline))

@@ -7,14 +7,14 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from export.engine_compat import (ENGINE_STAGES, check_engines, current_environment, gpu_identity, rebuild_hint,
+from engine_format.compat import (ENGINE_STAGES, check_engines, current_environment, gpu_identity, rebuild_hint,
                                   tensorrt_unsupported_reason)
-from export.manifest import Manifest, ManifestError
+from engine_format.manifest import Manifest, ManifestError
 
 from ..errors import UserError, first_line
 from ..threads import ThreadPlan
 from . import gpu_checks
-from .base import Backend, State
+from .base import Backend, PropagationState
 
 def _cuda_gpu() -> str | None:
     """None if a CUDA GPU is usable from torch, else why not."""
@@ -185,5 +185,5 @@ CHOICES = ("auto", *REGISTRY)
 GPU_BACKENDS = tuple(name for name, entry in REGISTRY.items() if entry.gpu)
 
 
-__all__ = ["Backend", "BackendEntry", "CHOICES", "GPU_BACKENDS", "PREFERENCE", "REGISTRY", "State", "create_backend",
+__all__ = ["Backend", "BackendEntry", "CHOICES", "GPU_BACKENDS", "PREFERENCE", "REGISTRY", "PropagationState", "create_backend",
            "select_backend", "unavailable_reason"]

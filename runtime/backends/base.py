@@ -3,31 +3,23 @@
 A backend loads the stage graphs described by an engines manifest (the four networks, the two
 custom ops, downsample and labels) and runs them on its own array type. The keyframe step, the
 propagation step and the labels step are written once, here, in terms of ``run(stage, *inputs)``;
-``gsvnet.KeyframeScheduler`` drives any backend without knowing which one it is.
+``runtime.schedule.KeyframeScheduler`` drives any backend without knowing which one it is.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from export.manifest import STAGES, Manifest
+from engine_format.manifest import STAGES, Manifest
+from gsvnet.state import PropagationState
 
 from ..threads import ThreadPlan
 from ..timing import StageTimer
 
 Array = Any  # the backend's array type (numpy array, torch tensor, device buffer)
-
-
-@dataclass
-class State:
-    """What one step hands to the next, in the backend's array type."""
-
-    scores: Array  # [N,C,h,w]
-    small: Array  # [N,3,h,w]
 
 
 def cpu_identity() -> dict:
@@ -149,12 +141,12 @@ class Backend(ABC):
             raise ValueError(f"frames are {frames.shape[1]}x{frames.shape[2]} but the engines were built for "
                              f"{self.frame_size[0]}x{self.frame_size[1]}; resize frames to the engine size")
 
-    def keyframe_step(self, frames: np.ndarray) -> State:
+    def keyframe_step(self, frames: np.ndarray) -> PropagationState:
         self.check_frames(frames)
         image = self.upload(frames)
-        return State(scores=self._stage("keyframe", image), small=self._stage("downsample", image))
+        return PropagationState(scores=self._stage("keyframe", image), small=self._stage("downsample", image))
 
-    def propagation_step(self, state: State, frames: np.ndarray) -> State:
+    def propagation_step(self, state: PropagationState, frames: np.ndarray) -> PropagationState:
         self.check_frames(frames)
         image = self.upload(frames)
         small = self._stage("downsample", image)
@@ -162,15 +154,15 @@ class Backend(ABC):
         warped = self._stage("warp", state.scores, flow)
         intra = self._stage("intra", small)
         weights = self._stage("guide", intra, warped)
-        return State(scores=self._stage("filter", warped, intra, weights), small=small)
+        return PropagationState(scores=self._stage("filter", warped, intra, weights), small=small)
 
-    def concat_states(self, states: list[State]) -> State:
-        return State(self.concat([s.scores for s in states]), self.concat([s.small for s in states]))
+    def concat_states(self, states: list[PropagationState]) -> PropagationState:
+        return PropagationState(self.concat([s.scores for s in states]), self.concat([s.small for s in states]))
 
-    def split_state(self, state: State, sizes: list[int]) -> list[State]:
-        return [State(a, b) for a, b in zip(self.split(state.scores, sizes), self.split(state.small, sizes))]
+    def split_state(self, state: PropagationState, sizes: list[int]) -> list[PropagationState]:
+        return [PropagationState(a, b) for a, b in zip(self.split(state.scores, sizes), self.split(state.small, sizes))]
 
-    def host_scores(self, state: State) -> np.ndarray:
+    def host_scores(self, state: PropagationState) -> np.ndarray:
         """float32 [N,C,h,w] on the host: the 1/8-grid class scores of ``state``."""
         with self.timer("download_scores"):
             return np.asarray(self.download(state.scores), dtype=np.float32)
@@ -179,7 +171,7 @@ class Backend(ABC):
         """uint8 labels [N,H,W] at the engine size on the host (the ``labels`` stage)."""
         return self.download(self._stage("labels", scores))
 
-    def labels(self, state: State, size: tuple[int, int]) -> np.ndarray:
+    def labels(self, state: PropagationState, size: tuple[int, int]) -> np.ndarray:
         """uint8 [N,size]: labels at the engine size, resized (nearest) to ``size`` if it differs."""
         labels = self.engine_labels(state.scores)
         with self.timer("resize_labels"):

@@ -158,7 +158,7 @@ def plan_buffers(stage_io: Mapping[str, Mapping], batch: int, alias: bool = True
 
     stage_io: stage -> {"inputs": [spec], "outputs": [spec]}, spec = {"name", "shape" (with
         "N" for the batch), "dtype"}: the manifest's engine (or graph) entries, or
-        ``{s: {"inputs": [t.to_dict() ...], ...}}`` from ``export.stages.stage_table``.
+        ``{s: {"inputs": [t.to_dict() ...], ...}}`` from ``engine_format.stages.stage_table``.
     alias: share regions between scratch buffers with disjoint lifetimes.
     """
     if batch < 1:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Array, Backend, State, resize_labels_nearest
+from .base import Array, Backend, PropagationState, resize_labels_nearest
 from .state_slots import StateSlots
 
 
@@ -35,7 +35,7 @@ class DeviceBatch:
     out through ``slots``; graphs: the captured propagation graph per slot it reads.
     """
 
-    def __init__(self, image: Array, image_host: Any, labels_host: Any, uploaded: Any, states: tuple[State, State],
+    def __init__(self, image: Array, image_host: Any, labels_host: Any, uploaded: Any, states: tuple[PropagationState, PropagationState],
                  copy: Any, clone: Any) -> None:
         self.image = image
         self.image_host = image_host
@@ -113,7 +113,7 @@ class DeviceBackend(Backend):
         """Queue a captured propagation graph."""
 
     @abstractmethod
-    def _labels_on_device(self, b: DeviceBatch, state: State) -> Array:
+    def _labels_on_device(self, b: DeviceBatch, state: PropagationState) -> Array:
         """uint8 labels [N,H,W] of ``state`` at the engine size, on the device."""
 
     # ---- the buffers -----------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class DeviceBackend(Backend):
             b.uploaded.record(self._stream())
 
     # ---- the steps -----------------------------------------------------------------------------
-    def keyframe_step(self, frames: np.ndarray) -> State:
+    def keyframe_step(self, frames: np.ndarray) -> PropagationState:
         self.check_frames(frames)
         b = self._batch(len(frames))
         self._upload(b, frames)
@@ -138,7 +138,7 @@ class DeviceBackend(Backend):
         self._keyframe_into(b, q)
         return b.slots.hand_out(q)
 
-    def propagation_step(self, state: State, frames: np.ndarray) -> State:
+    def propagation_step(self, state: PropagationState, frames: np.ndarray) -> PropagationState:
         self.check_frames(frames)
         if state.scores.shape[0] != len(frames):
             raise ValueError(f"state holds {state.scores.shape[0]} frames, got {len(frames)} new frames")
@@ -158,7 +158,7 @@ class DeviceBackend(Backend):
             self._propagate_eagerly(b, p, q)
         return b.slots.hand_out(q)
 
-    def labels(self, state: State, size: tuple[int, int]) -> np.ndarray:
+    def labels(self, state: PropagationState, size: tuple[int, int]) -> np.ndarray:
         b = self._batch(state.scores.shape[0])
         with self.timer("labels"):
             labels = self._labels_on_device(b, state)

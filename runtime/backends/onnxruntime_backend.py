@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from export.manifest import STAGES, Manifest, verify_file
-from export.onnx_session import make_session
+from engine_format.manifest import STAGES, Manifest, verify_file
+from engine_format.sessions import make_session
 
 from ..labels import upsample_argmax_x8
 from ..threads import ThreadPlan

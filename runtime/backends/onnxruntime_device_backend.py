@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from export.manifest import Manifest
+from engine_format.manifest import Manifest
 
 from ..errors import UserError
 from .base import Array

@@ -4,7 +4,7 @@ The batch buffers, pinned upload, state slots, per-direction CUDA graphs and lab
 ``DeviceBackend``'s; here: its array type (``cuda_memory.DeviceTensor`` on one cuda-python
 stream) and one engine per stage.
 - Engines are refused (one line, ManifestError) unless built for this TensorRT version, GPU and
-  plugin code (``export.engine_compat``); the plugins are registered before deserialising.
+  plugin code (``engine_format.compat``); the plugins are registered before deserialising.
 - Device buffers come from ``buffer_plan`` and are allocated once per batch size; every
   execution context shares one workspace (the stages run one after another on one stream) and
   has its tensor addresses set once, so the addresses never change.
@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from export.engine_compat import ENGINE_STAGES, check_engines, current_environment, gpu_identity, rebuild_hint
-from export.manifest import Manifest, ManifestError
+from engine_format.compat import ENGINE_STAGES, check_engines, current_environment, gpu_identity, rebuild_hint
+from engine_format.manifest import Manifest, ManifestError
 
 from ..errors import first_line
-from .base import Array, State
+from .base import Array, PropagationState
 from .buffer_plan import KEYFRAME_PROGRAM, PROPAGATION_PROGRAM, BufferPlan, plan_buffers
 from .cuda_memory import (BufferPool, CudaGraph, DeviceBuffer, DeviceTensor, Event, PinnedBuffer, Stream, check,
                           copy_on_device, copy_to_device, copy_to_host, cudart)
@@ -120,7 +120,7 @@ class _Batch(DeviceBatch):
                         for name, buf in plan.buffers.items()}
         image_host = PinnedBuffer(plan.buffers["image"].shape, np.uint8)
         labels_host = PinnedBuffer(plan.buffers["labels"].shape, np.uint8)
-        slot = [State(self.tensors[f"scores.{i}"], self.tensors[f"small.{i}"]) for i in (0, 1)]
+        slot = [PropagationState(self.tensors[f"scores.{i}"], self.tensors[f"small.{i}"]) for i in (0, 1)]
         super().__init__(self.tensors["image"], image_host, labels_host, Event(), (slot[0], slot[1]), copy, clone)
 
 
@@ -230,7 +230,7 @@ class TensorRTBackend(DeviceBackend):
     def _replay(self, graph: CudaGraph) -> None:
         graph.launch(self.stream)
 
-    def _labels_on_device(self, b: _Batch, state: State) -> DeviceTensor:
+    def _labels_on_device(self, b: _Batch, state: PropagationState) -> DeviceTensor:
         s = b.slots.holding(state)
         if s is not None:
             self._execute(b, "labels", read=s)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from export.manifest import Manifest, verify_file
-from export.stages import stage_functions
+from engine_format.manifest import Manifest, verify_file
+from gsvnet.stages import stage_functions
 from gsvnet import load_checkpoint
 
 from ..threads import ThreadPlan

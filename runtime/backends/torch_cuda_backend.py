@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.manifest import Manifest
+from engine_format.manifest import Manifest
 from gsvnet import ops
 
-from .base import Array, State
+from .base import Array, PropagationState
 from .device_backend import DeviceBackend, DeviceBatch
 from .gpu_checks import gpu_driver, gpu_precision, torch_gpu
 from .torch_backend import TorchBackend
@@ -45,7 +45,7 @@ class _Static(DeviceBatch):
         image_host = torch.empty((n, *frame, 3), dtype=torch.uint8).pin_memory()
         labels_host = torch.empty((n, *frame), dtype=torch.uint8).pin_memory()
         uploaded = torch.cuda.Event()
-        states = tuple(State(torch.zeros((n, classes, h, w), **like), torch.zeros((n, 3, h, w), **like))
+        states = tuple(PropagationState(torch.zeros((n, classes, h, w), **like), torch.zeros((n, 3, h, w), **like))
                        for _ in (0, 1))
         self.warped = torch.zeros((n, classes, h, w), **like)
         self.argmax = torch.zeros((n, h, w), dtype=torch.int32, device=device)
@@ -163,7 +163,7 @@ class TorchCudaBackend(DeviceBackend, TorchBackend):
         with torch.cuda.device(self.device):
             graph.replay()
 
-    def _labels_on_device(self, b: _Static, state: State) -> torch.Tensor:
+    def _labels_on_device(self, b: _Static, state: PropagationState) -> torch.Tensor:
         with torch.no_grad():
             return self.model.scores_to_labels(state.scores, self.frame_size)
 
@@ -218,7 +218,7 @@ class TorchCudaBackend(DeviceBackend, TorchBackend):
                 "driver": gpu_driver()}
 
     def library_versions(self) -> dict:
-        from export.engine_compat import plugin_sources_sha256
+        from engine_format.compat import plugin_sources_sha256
 
         return {**super().library_versions(), "kernel_sources_sha256": plugin_sources_sha256()}
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from export.manifest import load_manifest
+from engine_format.manifest import load_manifest
 
 from .cluster import WorkerFactory, connect, import_ray, size_workers, start_workers
 from .outdir import OutDirLock, clear_staging, prepare_out_dir

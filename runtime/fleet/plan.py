@@ -17,7 +17,7 @@ from pathlib import Path
 
 import av
 
-from export.manifest import Manifest
+from engine_format.manifest import Manifest
 
 from ..errors import UserError
 from ..options import InferOptions

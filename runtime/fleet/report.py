@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from export.manifest import write_json_atomic
+from engine_format.manifest import write_json_atomic
 
 from .cluster import WorkerSlot
 from .plan import VideoJob

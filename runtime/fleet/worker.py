@@ -26,7 +26,7 @@ class SegmentWorker:
     def __init__(self, engines: str, backend: str, threads: int, out_dir: str) -> None:
         import ray
 
-        from export.manifest import load_manifest
+        from engine_format.manifest import load_manifest
 
         from ..infer import USER_ERRORS
         from ..loading import load_backend

@@ -22,7 +22,7 @@ from benchmarks.gpu_acceptance.__main__ import build_parser, run
 from benchmarks.gpu_acceptance.builds import Build, Ledger
 from benchmarks.gpu_acceptance.context import Context, TimedOut, read_video
 from benchmarks.gpu_acceptance.plan import Machine, Outcome
-from export.manifest import STAGES
+from engine_format.manifest import STAGES
 from tests.conftest import REPO
 
 NAMES = [name for name, _, _ in plan.CHECKS]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from export.engine_compat import ENGINE_STAGES, PLUGINS_DIR, TensorRTEnvironment, plugin_sources_sha256
-from export.manifest import FORMAT, VERSION, Manifest, sha256_file
-from export.stages import stage_table
+from engine_format.compat import ENGINE_STAGES, PLUGINS_DIR, TensorRTEnvironment, plugin_sources_sha256
+from engine_format.manifest import FORMAT, VERSION, Manifest, sha256_file
+from engine_format.stages import stage_table
 from export.tensorrt_build import builder_settings, engine_entry, engine_request
 from tests.conftest import ENGINE_SIZE
 

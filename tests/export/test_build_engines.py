@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from export import build_engines
-from export.manifest import ManifestError, load_manifest, read_manifest, sha256_file
-from export.stages import ALL_STAGES, random_inputs, stage_functions, stage_table
+from engine_format.manifest import ManifestError, load_manifest, sha256_file
+from engine_format.stages import ALL_STAGES, random_inputs, stage_table
+from gsvnet.stages import stage_functions
 from export.verify import verify_stage
 from gsvnet import load_checkpoint
 from tests.conftest import ENGINE_SIZE, run_module
@@ -175,7 +176,7 @@ def test_a_tensorrt_failure_leaves_a_working_onnx_folder_and_one_line(tmp_path, 
     the manifest are written first, the reason is one line and recorded; --backend tensorrt exits 2."""
     from export import build_engines, tensorrt_build
     from export.build_errors import BuildError
-    from export.manifest import load_manifest
+    from engine_format.manifest import load_manifest
 
     def fail(manifest, model, args, log):
         raise BuildError("no usable CUDA GPU for TensorRT (CUDA initialization failure)")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from export.engine_compat import (ENGINE_STAGES, PLUGIN_SOURCES, PLUGINS_DIR, TensorRTEnvironment, check_engine,
+from engine_format.compat import (ENGINE_STAGES, PLUGIN_SOURCES, PLUGINS_DIR, TensorRTEnvironment, check_engine,
                                   check_engines, engine_stale_reason, plugin_sources_sha256, tensorrt_version_mismatch)
-from export.manifest import ManifestError
+from engine_format.manifest import ManifestError
 from export.tensorrt_build import builder_settings, engine_request
 from tests.export.helpers import HERE, build_args, make_manifest
 

@@ -19,9 +19,10 @@ from onnx import numpy_helper
 
 from export import build_engines, graphs, quantize, tensorrt_build
 from export.build_errors import BuildError
-from export.manifest import FORMAT, VERSION, Manifest, sha256_file
+from engine_format.manifest import FORMAT, VERSION, Manifest, sha256_file
 from export.onnx_export import export_stage
-from export.stages import stage_functions, stage_table
+from engine_format.stages import stage_table
+from gsvnet.stages import stage_functions
 from export.verify import verify_stage
 from gsvnet import GSVNet, GSVNetConfig, load_checkpoint
 from gsvnet.pretrained import default_checkpoint

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from export.manifest import load_manifest
+from engine_format.manifest import load_manifest
 from gsvnet import GSVNet, GSVNetConfig
 from runtime.backends import create_backend
 from tests.conftest import run_module

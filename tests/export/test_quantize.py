@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from export.manifest import load_manifest
-from export.int8_x86 import for_onnxruntime_x86, x86_needs_u8
-from gsvnet import KeyframeScheduler
+from engine_format.manifest import load_manifest
+from engine_format.int8_x86 import for_onnxruntime_x86, x86_needs_u8
+from runtime.schedule import KeyframeScheduler
 from runtime.backends import create_backend
 from tests.conftest import ENGINE_SIZE, clip_frames, run_module, shared_data, CAMVID
 

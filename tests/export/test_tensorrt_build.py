@@ -14,8 +14,8 @@ import torch
 
 from export import tensorrt_build
 from export.build_errors import BuildError
-from export.manifest import FORMAT, VERSION, Manifest, read_manifest
-from export.stages import stage_table
+from engine_format.manifest import FORMAT, VERSION, Manifest, read_manifest
+from engine_format.stages import stage_table
 from gsvnet import GSVNet, GSVNetConfig
 
 SIZE = (32, 64)
@@ -121,7 +121,7 @@ def _fake_tensorrt_build(monkeypatch, tmp_path, fail_once: set, capability: str 
     the documented tensorrt.plugin schema (tests/plugins/fake_tensorrt.py), a GPU, and FP16 graphs
     with custom ops (their export is tested above)."""
     from export import engine_compat
-    from export.engine_compat import TensorRTEnvironment
+    from engine_format.compat import TensorRTEnvironment
     from plugins import tensorrt_plugins
     from tests.export.helpers import HERE
     from tests.plugins import fake_tensorrt
@@ -182,7 +182,7 @@ def test_an_engine_without_its_plugin_layer_never_replaces_the_listed_file(tmp_p
                                                                            version_compatible):
     import polygraphy.backend.trt as polygraphy_trt
 
-    from export.manifest import sha256_file
+    from engine_format.manifest import sha256_file
     from tests.export.helpers import HERE, build_args, make_manifest
     from tests.plugins import fake_tensorrt
 
@@ -244,7 +244,7 @@ def _fake_engine_builds(monkeypatch, perturb: set[str]):
     import numpy as np
     import polygraphy.backend.trt as polygraphy_trt
 
-    from export.onnx_session import make_session
+    from engine_format.sessions import make_session
 
     def parse(trt, path, strongly_typed, plugin_mode):
         proto = onnx.load(str(path))
@@ -317,7 +317,7 @@ def onnx_folder(fp16_folder, tmp_path):
 
 
 def test_a_plugin_stage_that_disagrees_is_rebuilt_without_the_plugin_and_the_manifest_says_why(onnx_folder, monkeypatch):
-    from export.engine_compat import ENGINE_STAGES
+    from engine_format.compat import ENGINE_STAGES
 
     lines: list[str] = []
     manifest = _build_with_fakes(monkeypatch, onnx_folder, {"ChunkFilter"}, lines.append)
@@ -341,7 +341,7 @@ def test_a_stage_engine_that_disagrees_is_never_listed_or_written(onnx_folder, m
 
 
 def test_plugins_that_cannot_be_registered_leave_every_stage_built_from_its_decomposition(onnx_folder, monkeypatch):
-    from export.engine_compat import ENGINE_STAGES
+    from engine_format.compat import ENGINE_STAGES
 
     why = tensorrt_build.plugin_support_reason("10.6.0.26")
     lines: list[str] = []

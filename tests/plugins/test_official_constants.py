@@ -52,7 +52,8 @@ def filter_graph(tmp_path_factory) -> Path:
     standard-op function body, radius 1) for SHAPE's grid."""
     from export.custom_ops import custom_op_transform
     from export.onnx_export import export_stage
-    from export.stages import stage_functions, stage_table
+    from engine_format.stages import stage_table
+    from gsvnet.stages import stage_functions
     from gsvnet import GSVNet, GSVNetConfig
 
     n, c, h, w = SHAPE
@@ -66,7 +67,7 @@ def filter_graph(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("inputs", [_tiny, _heavy_null], ids=["eps-1e-9", "null-candidate"])
 def test_exported_filter_graph_is_the_official_computation(filter_graph, inputs, rng):
-    from export.onnx_session import make_session
+    from engine_format.sessions import make_session
 
     warped, intra, w11 = inputs(rng)
     (got,) = make_session(filter_graph).run(None, {"warped": warped, "intra": intra, "weights": _ours(w11)})

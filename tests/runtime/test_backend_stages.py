@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from export.manifest import load_manifest
+from engine_format.manifest import load_manifest
 from gsvnet import grid_size, ops
 from runtime.backends import create_backend
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.stages import stage_table
+from engine_format.stages import stage_table
 from runtime.backends.buffer_plan import (KEYFRAME_PROGRAM, LABELS_PROGRAM, OUTPUTS, PROPAGATION_PROGRAM, WIRING,
                                           plan_buffers)
 from tests.conftest import ENGINE_SIZE
@@ -63,7 +63,7 @@ def test_which_buffers_alias(batch):
     assert plan_buffers(stage_io(), batch, alias=False).aliases() == {}
 
 
-# What each stage reads and writes, by hand from GSVNet's step (export/stages.py's table, SPEC.md);
+# What each stage reads and writes, by hand from GSVNet's step (engine_format/stages.py's table, SPEC.md);
 # "p" is the state slot a step reads, "q" the one it writes. The host uploads the image first and
 # downloads the labels last.
 KEYFRAME_STEP = [("upload", [], ["image"]), ("keyframe", ["image"], ["scores.q"]), ("downsample", ["image"], ["small.q"])]

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from runtime.backends.base import State
+from runtime.backends.base import PropagationState
 from runtime.backends.device_backend import DeviceBackend, DeviceBatch
 
 FRAME, CLASSES = (16, 24), 3
@@ -76,7 +76,7 @@ class NumpyDevice(DeviceBackend):
     def _new_batch(self, n: int) -> DeviceBatch:
         self.batches_made.append(n)
         h, w = FRAME[0] // 8, FRAME[1] // 8
-        states = tuple(State(np.zeros((n, CLASSES, h, w), np.float32), np.zeros((n, 3, h, w), np.float32))
+        states = tuple(PropagationState(np.zeros((n, CLASSES, h, w), np.float32), np.zeros((n, 3, h, w), np.float32))
                        for _ in (0, 1))
         return DeviceBatch(np.zeros((n, *FRAME, 3), np.uint8), np.zeros((n, *FRAME, 3), np.uint8),
                            np.zeros((n, *FRAME), np.uint8), Recorder(self.log, "uploaded"), states, self._copy,
@@ -111,7 +111,7 @@ class NumpyDevice(DeviceBackend):
         self.log.append("replay")
         graph()
 
-    def _labels_on_device(self, b: DeviceBatch, state: State) -> np.ndarray:
+    def _labels_on_device(self, b: DeviceBatch, state: PropagationState) -> np.ndarray:
         return state.scores.argmax(axis=1).repeat(8, axis=1).repeat(8, axis=2).astype(np.uint8)
 
     def run(self, stage, *inputs):

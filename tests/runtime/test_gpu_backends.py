@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from export.manifest import ManifestError, load_manifest
-from export.stages import ALL_STAGES, random_inputs, stage_table
+from engine_format.manifest import ManifestError, load_manifest
+from engine_format.stages import ALL_STAGES, random_inputs, stage_table
 from export.verify import FP16_TOL
-from gsvnet import KeyframeScheduler
+from runtime.schedule import KeyframeScheduler
 from runtime.backends import create_backend, select_backend, unavailable_reason
 from runtime.errors import UserError
 from tests.conftest import ENGINE_SIZE, clip_frames, run_module

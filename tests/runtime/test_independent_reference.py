@@ -62,7 +62,7 @@ def test_cli_whole_clip_equals_the_independent_reference(shipped_clip_run, real_
 
 
 def test_cli_several_videos_equal_the_independent_reference(shipped_engines, tmp_path):
-    """Three staggered streams through one backend (runtime/multistream.py): each stream's labels
+    """Three staggered streams through one backend (runtime/schedule/multistream.py): each stream's labels
     equal the reference with that stream's documented keyframes (phases 0, 1 and 2 at l = 4)."""
     videos = DATA / "videos"
     sources = [shared_data(videos / "solidWhiteRight.mp4", "real clip"),

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from export.manifest import load_manifest
-from gsvnet import KeyframeScheduler
+from engine_format.manifest import load_manifest
+from runtime.schedule import KeyframeScheduler
 from gsvnet.classes import CAMVID
 from gsvnet.pretrained import default_checkpoint, provenance
 from runtime.backends import create_backend, select_backend

@@ -45,7 +45,7 @@ def test_numpy_labels_equal_the_labels_graph_up_to_float32_ties(engines, rng):
     """The onnxruntime CPU backend's NumPy labels and labels.onnx (the graph every other backend
     runs) may differ only where the two classes' float64 upsampled scores tie to float32
     rounding: |s_a - s_b| <= 1e-5 * (1 + max|s|) at every differing pixel."""
-    from export.manifest import load_manifest
+    from engine_format.manifest import load_manifest
     from runtime.backends import create_backend
 
     backend = create_backend("onnxruntime", load_manifest(engines))

@@ -10,12 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from export.manifest import STAGES, load_manifest
-from export.onnx_session import make_session
-from export.stages import Stage, TensorSpec, random_inputs
-from gsvnet import KeyframeScheduler
+from engine_format.manifest import STAGES, load_manifest
+from engine_format.sessions import make_session
+from engine_format.stages import Stage, TensorSpec, random_inputs
+from runtime.schedule import KeyframeScheduler
 from runtime.backends import create_backend
-from runtime.pipeline import KeyframeWorkers, LookaheadScheduler, OutputWriter
+from runtime.pipeline import OutputWriter
+from runtime.schedule.lookahead import KeyframeWorkers, LookaheadScheduler
 from runtime.threads import plan_threads
 from tests.conftest import clip_frames, run_module
 from tests.runtime.output_checks import decode_rgb, read_label_pngs

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.backends.base import State
+from runtime.backends.base import PropagationState
 from runtime.backends.state_slots import StateSlots
 
 
 def make_slots() -> StateSlots:
-    slots = tuple(State(np.zeros((1, 2, 3, 4), np.float16), np.zeros((1, 3, 3, 4), np.float16)) for _ in (0, 1))
+    slots = tuple(PropagationState(np.zeros((1, 2, 3, 4), np.float16), np.zeros((1, 3, 3, 4), np.float16)) for _ in (0, 1))
 
     def copy(dst: np.ndarray, src: np.ndarray) -> None:
         dst[...] = src
@@ -17,7 +17,7 @@ def make_slots() -> StateSlots:
     return StateSlots(slots, copy, np.copy)
 
 
-def step(slots: StateSlots, state: State | None, value: float) -> State:
+def step(slots: StateSlots, state: PropagationState | None, value: float) -> PropagationState:
     """What a backend step does: pick slots, write the new state into the output slot."""
     p = None if state is None else slots.input_slot(state)
     q = slots.output_slot(avoid=p)
@@ -60,7 +60,7 @@ def test_interleaved_streams_keep_their_states():
 
 def test_a_foreign_state_is_copied_into_a_slot():
     slots = make_slots()
-    foreign = State(np.full((1, 2, 3, 4), 5.0, np.float16), np.full((1, 3, 3, 4), 6.0, np.float16))
+    foreign = PropagationState(np.full((1, 2, 3, 4), 5.0, np.float16), np.full((1, 3, 3, 4), 6.0, np.float16))
     index = slots.input_slot(foreign)
     assert float(slots.slots[index].scores.max()) == 5.0 and float(slots.slots[index].small.max()) == 6.0
     assert slots.holding(foreign) is None  # the foreign arrays stay the caller's

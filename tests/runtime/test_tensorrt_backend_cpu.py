@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.backends import cuda_memory
-from runtime.backends.base import State
+from runtime.backends.base import PropagationState
 from runtime.backends.tensorrt_backend import TensorRTBackend
 from tests.conftest import ENGINE_SIZE
 
@@ -124,15 +124,15 @@ def _backend() -> TensorRTBackend:
     return backend
 
 
-def _state(backend: TensorRTBackend, n: int = 1) -> State:
-    return State(backend.pool.tensor((n, 11, 17, 30), np.float16), backend.pool.tensor((n, 3, 17, 30), np.float16))
+def _state(backend: TensorRTBackend, n: int = 1) -> PropagationState:
+    return PropagationState(backend.pool.tensor((n, 11, 17, 30), np.float16), backend.pool.tensor((n, 3, 17, 30), np.float16))
 
 
 def test_multistream_steps_reuse_device_memory(fake_cuda):
     backend = _backend()
     streams = [_state(backend), _state(backend), _state(backend)]
     per_step = []
-    for _ in range(12):  # what runtime.multistream does around every batched step
+    for _ in range(12):  # what runtime.schedule.multistream does around every batched step
         batch = backend.concat_states(streams)
         streams = backend.split_state(batch, [1, 1, 1])
         del batch
@@ -231,7 +231,7 @@ class _StageEngine:
 def _stepping_backend(cuda: FakeCudart) -> tuple[TensorRTBackend, list]:
     """A TensorRTBackend as _backend(), plus the engine entries of the real FP16 stage table and
     what DeviceBackend.__init__ sets up."""
-    from export.stages import stage_table
+    from engine_format.stages import stage_table
 
     backend = _backend()
     table = stage_table(11, 1, ENGINE_SIZE, precision="fp16")

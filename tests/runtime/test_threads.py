@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from export.manifest import STAGES, load_manifest
+from engine_format.manifest import STAGES, load_manifest
 from runtime.calibration import FILE, stage_timings, thread_plan
 from runtime.threads import candidate_counts, codec_threads, fastest, plan_threads
 

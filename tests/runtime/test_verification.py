@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from export.manifest import load_manifest
+from engine_format.manifest import load_manifest
 from runtime import backends, verification
 from runtime.backends import BackendEntry
 from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -133,7 +133,7 @@ def test_the_verification_set_holds_real_frames_and_the_pytorch_labels(engines):
     """The stored labels are the checkpoint's own (recomputed here with PyTorch), on non-trivial frames."""
     import torch
 
-    from export.verification_set import engine_frames, read_verification_set
+    from engine_format.verification_set import engine_frames, read_verification_set
     from gsvnet import load_checkpoint
 
     manifest = load_manifest(engines)

@@ -1,11 +1,11 @@
-"""Keyframe-net mIoU and pixel accuracy computed by hand (numpy only), independent of runtime.metrics."""
+"""Keyframe-net mIoU and pixel accuracy computed by hand (numpy only), independent of evaluation.metrics."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from gsvnet.datasets.camvid import VOID
-from runtime.protocol import resize_frame
+from evaluation.protocol import resize_frame
 
 
 def keyframe_scores_by_hand(stepper, frames, size: tuple[int, int], classes: int = 11) -> tuple[float, float]:

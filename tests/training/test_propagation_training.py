@@ -8,7 +8,7 @@ import torch
 
 from gsvnet import GSVNet, load_checkpoint, ops, save_checkpoint
 from gsvnet.datasets.camvid import VOID, load_split
-from runtime.clips import holdout_split, read_video
+from evaluation.clips import holdout_split, read_video
 from training import propagation
 from training.egomotion import EgoMotion, affine, sequence
 from training.keyframe import camvid_config
@@ -185,8 +185,8 @@ def test_device_choice(monkeypatch):
 
 
 def test_selection_equals_the_camvid_sequence_command_on_the_first_half(tmp_path, rng):
-    """The trainer's cached selection protocol gives what `runtime.evaluate camvid-sequence --half first` gives."""
-    from runtime import evaluate
+    """The trainer's cached selection protocol gives what `evaluation.evaluate camvid-sequence --half first` gives."""
+    from evaluation import evaluate
     from training.selection import SelectionSet
 
     from tests.runtime.test_evaluate import write_val_sequence

@@ -12,7 +12,7 @@ import torch
 
 from gsvnet import GSVNet, load_checkpoint, ops, save_checkpoint
 from gsvnet.datasets.camvid import LabelledFrame, load_split
-from gsvnet.stepper import TorchStepper
+from runtime.schedule.torch_stepper import TorchStepper
 from training import ship
 from training.keyframe import camvid_config
 from training.propagation import selection_record
@@ -56,7 +56,7 @@ def test_ships_fp16_weights_with_provenance(tmp_path, rng):
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3, rtol=1e-3) for k in a)  # FP16 storage
     record = info["regression_check"]
     assert len(record["images"]) == 2 and 0 <= record["miou"] <= 1
-    # of the FP16 file as shipped, scored independently of runtime.metrics
+    # of the FP16 file as shipped, scored independently of evaluation.metrics
     by_hand = keyframe_scores_by_hand(TorchStepper(shipped), load_split(tmp_path / "cv", "test"), tuple(record["frame_size"]))
     assert (record["miou"], record["pixel_accuracy"]) == pytest.approx(by_hand, abs=1e-12)
 

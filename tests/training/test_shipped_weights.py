@@ -11,8 +11,8 @@ import torch
 from gsvnet import load_checkpoint
 from gsvnet.pretrained import default_checkpoint, provenance
 from gsvnet.datasets.camvid import VOID, load_split
-from gsvnet.stepper import TorchStepper
-from runtime.protocol import resize_frame
+from runtime.schedule.torch_stepper import TorchStepper
+from evaluation.protocol import resize_frame
 
 from .scoring import keyframe_scores_by_hand
 

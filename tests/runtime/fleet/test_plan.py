@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from export.manifest import Manifest, load_manifest
+from engine_format.manifest import Manifest, load_manifest
 from runtime.errors import UserError
 from runtime.fleet.cluster import size_workers
 from runtime.fleet.plan import (RECORD_NAME, OutputSettings, completed_stats, engines_identity, expand_videos, plan_jobs,

@@ -5,10 +5,10 @@ import av
 import numpy as np
 from PIL import Image
 
-from export.manifest import load_manifest
-from gsvnet import KeyframeScheduler
+from engine_format.manifest import load_manifest
+from runtime.schedule import KeyframeScheduler
 from runtime.backends import create_backend
-from runtime.multistream import MultiStreamScheduler
+from runtime.schedule.multistream import MultiStreamScheduler
 from tests.conftest import clip_frames, run_module
 
 

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: the stage graphs of an engines folder, in build order (what each computes: export/stages.py)
+#: the stage graphs of an engines folder, in build order (what each computes: engine_format/stages.py)
 STAGES = ("downsample", "keyframe", "flow", "warp", "intra", "guide", "filter", "labels")
 
 FORMAT = "gsvnet-engines"

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from gsvnet.loop import Stepper
+from runtime.schedule.core import Stepper
 from gsvnet.datasets.camvid import LabelledFrame
 
 from .metrics import ConfusionMatrix

@@ -12,16 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.manifest import STAGES, load_manifest
-from gsvnet import KeyframeScheduler
+from engine_format.manifest import STAGES, load_manifest
+from runtime.schedule import KeyframeScheduler
 from runtime.backends import create_backend
-from runtime.multistream import MultiStreamScheduler
-from runtime.pipeline import LookaheadScheduler, schedule
+from runtime.schedule.multistream import MultiStreamScheduler
+from runtime.schedule.dispatch import schedule
+from runtime.schedule.lookahead import LookaheadScheduler
 from runtime.threads import plan_threads
 from tests.conftest import ENGINE_SIZE
 from tests.independent import documented_keyframes
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FRAMES = 14
 SIZE = (16, 24)  # label size: small, the labels are not what is checked here
 
@@ -63,7 +64,7 @@ def test_multi_stream_staggers_by_the_rule(backend, streams, interval):
 
 @pytest.mark.parametrize("workers,streams", [(0, 1), (2, 1), (0, 3)])
 def test_the_runtime_dispatch_follows_the_rule(backend, workers, streams):
-    """``runtime.pipeline.schedule``, the one entry runtime.infer and the fleet workers call."""
+    """``runtime.schedule.dispatch.schedule``, the one entry runtime.infer and the fleet workers call."""
     sources = [((None, f) for f in frames(FRAMES, s)) for s in range(streams)]
     keys: list[list[int]] = [[] for _ in range(streams)]
     for tick in schedule(backend, 4, [SIZE] * streams, sources, workers):
@@ -73,7 +74,7 @@ def test_the_runtime_dispatch_follows_the_rule(backend, workers, streams):
     assert keys == [rule(FRAMES, 4, s, streams) for s in range(streams)]
 
 
-@pytest.mark.parametrize("module", ["runtime.multistream", "runtime.pipeline"])
+@pytest.mark.parametrize("module", ["runtime.schedule.multistream", "runtime.pipeline"])
 def test_the_schedulers_import_without_torch(module):
     """The runtime's schedulers need no PyTorch (an onnxruntime- or OpenVINO-only deployment)."""
     code = f"import sys\nimport {module}\nassert 'torch' not in sys.modules, 'importing {module} imports torch'\n"

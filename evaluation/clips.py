@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .video import VideoReader, resize_rgb
+from runtime.video import VideoReader, resize_rgb
 
 
 def read_video(path: str | Path, size: tuple[int, int] | None = None, limit: int | None = None) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""The PyTorch ``GSVNet`` under the schedule of ``gsvnet.loop``.
+"""The PyTorch ``GSVNet`` under the schedule of ``runtime.schedule.core``.
 
-``TorchStepper`` is a numpy-in / numpy-out adapter: it implements the ``gsvnet.loop.Stepper``
+``TorchStepper`` is a numpy-in / numpy-out adapter: it implements the ``runtime.schedule.core.Stepper``
 protocol the way the runtime backends do (uint8 RGB frames [N,H,W,3] in, uint8 labels [N,H,W]
 out), so evaluation code can drive the PyTorch reference and a deployed backend through the same
 calls. ``segment_frames`` runs a PyTorch stepper on torch tensors without autograd history.
@@ -13,8 +13,10 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from .loop import KeyframeScheduler, Stepper, StepResult
-from .model import GSVNet, PropagationState
+from gsvnet.model import GSVNet
+from gsvnet.state import PropagationState
+
+from .core import KeyframeScheduler, Stepper, StepResult
 
 
 def segment_frames(model: Stepper, frames: Iterable[torch.Tensor], interval: int,

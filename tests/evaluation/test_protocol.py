@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.metrics import ConfusionMatrix
-from runtime.protocol import distance_confusions, summarise
+from evaluation.metrics import ConfusionMatrix
+from evaluation.protocol import distance_confusions, summarise
 
 
 class DriftingStepper:

@@ -1,7 +1,7 @@
 """INT8 graphs in the form onnxruntime's x86 CPU kernels run fastest: activations in uint8.
 
 Our QDQ graphs are symmetric int8 (what TensorRT needs); onnxruntime on x86 wants u8 x s8, so
-``export.onnx_session.make_session`` loads INT8 graphs through ``for_onnxruntime_x86`` there.
+``engine_format.sessions.make_session`` loads INT8 graphs through ``for_onnxruntime_x86`` there.
 """
 
 from __future__ import annotations

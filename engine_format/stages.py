@@ -1,4 +1,5 @@
-"""The stage graphs GSVNet is cut into, derived from the PyTorch ``GSVNet`` methods.
+"""The stage graphs GSVNet is cut into, each a method of the PyTorch
+``GSVNet`` (``gsvnet.stages.stage_functions``).
 
 Every backend runs the same stages with the same tensor names, so this table is the one place
 that says what each graph computes, what goes in and what comes out:
@@ -18,18 +19,18 @@ labels      scores [N,C,h,w]                           labels u8 [N,H,W]
 
 H x W is the engine frame size, h x w = H/8 x W/8, C classes, K = (2r+1)^2 (weights: K shifts,
 intra, null; plugins/SPEC.md).
+
+Plain Python and numpy (no torch): the exporter writes graphs to these specs and every backend
+reads them back from the manifest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-import torch
-from torch import nn
 
-from gsvnet import GSVNet, grid_size, ops
+from gsvnet.shapes import grid_size, num_weights
 
 from .manifest import STAGES
 
@@ -63,32 +64,6 @@ class Stage:
     custom_op: str | None = None  # gsvnet-domain op type this stage is, if any
 
 
-class StageModule(nn.Module):
-    """Wraps one GSVNet method as a module so it can be exported on its own."""
-
-    def __init__(self, model: GSVNet, fn: Callable[..., torch.Tensor]) -> None:
-        super().__init__()
-        self.model = model
-        self.fn = fn
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.fn(self.model, *args)
-
-
-def stage_functions(frame_size: tuple[int, int]) -> dict[str, Callable[..., torch.Tensor]]:
-    """stage name -> fn(model, *inputs) on tensors: the torch definition of every graph."""
-    return {
-        "downsample": lambda m, image: m.downsample(image),
-        "keyframe": lambda m, image: m.keyframe_scores(image),
-        "flow": lambda m, small, prev_small: m.estimate_flow(small, prev_small),
-        "warp": lambda m, seg, flow: m.warp(seg, flow),
-        "intra": lambda m, small: m.intra_scores(small),
-        "guide": lambda m, intra, warped: m.guide_weights(intra, warped),
-        "filter": lambda m, warped, intra, weights: m.fuse(warped, intra, weights),
-        "labels": lambda m, scores: m.scores_to_labels(scores, frame_size),
-    }
-
-
 PRECISIONS = {"fp32": "float32", "fp16": "float16"}
 
 
@@ -99,7 +74,7 @@ def stage_table(num_classes: int, radius: int, frame_size: tuple[int, int], prec
     """
     height, width = frame_size
     h, w = grid_size(frame_size)
-    c, k2 = num_classes, ops.num_weights(radius)
+    c, k2 = num_classes, num_weights(radius)
     act = PRECISIONS[precision]
 
     def t(name: str, ch: int | None, dtype: str = act, hw: tuple[int, int] = (h, w)) -> TensorSpec:

@@ -1,9 +1,9 @@
 """Measured accuracy of GSVNet, through the PyTorch reference or a deployed backend.
 
-    python -m runtime.evaluate camvid          [--data ../shared/data/camvid] [--split test] [--size 360 480]
-    python -m runtime.evaluate camvid-sequence [--half first|second|all] [--no-intra-checkpoint P]
-    python -m runtime.evaluate video           [--video ../shared/data/videos/solidWhiteRight.mp4] [--no-intra-checkpoint P]
-    python -m runtime.evaluate cityscapes      --root /path/to/cityscapes [--split val] [--checkpoint P]
+    python -m evaluation camvid          [--data ../shared/data/camvid] [--split test] [--size 360 480]
+    python -m evaluation camvid-sequence [--half first|second|all] [--no-intra-checkpoint P]
+    python -m evaluation video           [--video ../shared/data/videos/solidWhiteRight.mp4] [--no-intra-checkpoint P]
+    python -m evaluation cityscapes      --root /path/to/cityscapes [--split val] [--checkpoint P]
     (each with [--backend NAME --engines DIR] [--json PATH])
 
 camvid: per-frame mIoU and per-class IoU (void ignored) at the labels' full resolution, keyframe
@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import UserError
+from runtime.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "torch-reference"
@@ -56,7 +56,7 @@ def load_model(checkpoint: str | Path, variant: str = "full"):
 
 @dataclass
 class Runner:
-    stepper: object  # gsvnet.loop.Stepper on numpy uint8 frames
+    stepper: object  # runtime.schedule.core.Stepper on numpy uint8 frames
     frame_size: tuple[int, int] | None  # None: any multiple of 8 (the PyTorch reference)
     description: str
     class_names: list[str]
@@ -71,12 +71,12 @@ class Runner:
 
 def make_stepper(args: argparse.Namespace, checkpoint: str | Path, variant: str = "full") -> Runner:
     """The default backend and every variant other than ``full`` run the PyTorch reference
-    through ``gsvnet.stepper.TorchStepper``; otherwise a ``runtime.backends`` backend runs
+    through ``runtime.schedule.torch_stepper.TorchStepper``; otherwise a ``runtime.backends`` backend runs
     the engines in ``--engines`` at their frame size."""
     if args.backend == REFERENCE or variant != "full":
         import torch
 
-        from gsvnet.stepper import TorchStepper
+        from runtime.schedule.torch_stepper import TorchStepper
 
         torch.set_num_threads(args.threads or torch.get_num_threads())
         model, _ = load_model(checkpoint, variant)
@@ -93,7 +93,7 @@ def make_stepper(args: argparse.Namespace, checkpoint: str | Path, variant: str 
 
 
 def engines_manifest(args: argparse.Namespace):
-    from export.manifest import load_manifest
+    from engine_format.manifest import load_manifest
 
     if args.engines is None:
         raise UserError(f"--backend {args.backend} runs built engines: give --engines DIR (see python -m export.build_engines)")
@@ -116,7 +116,7 @@ def same_keyframe_net(a: str | Path, b: str | Path, atol: float = 1e-2) -> bool:
 # ---- commands -------------------------------------------------------------------------------
 def evaluate_camvid(args: argparse.Namespace) -> dict:
     from gsvnet.datasets.camvid import NUM_CLASSES, VOID, load_split
-    from runtime.protocol import keyframe_confusion
+    from evaluation.protocol import keyframe_confusion
 
     runner = make_stepper(args, args.checkpoint)
     size, described = runner.frame_size or tuple(args.size), runner.description
@@ -145,9 +145,9 @@ ROWS = (("gsvnet", "full"), ("without_intra", "no_intra"), ("warp_only", "warp")
 def propagation_rows(args: argparse.Namespace, main_runner: Runner, frame: Callable[[int], np.ndarray],
                      reference: Callable[[int], "np.ndarray | None"], keyframes: range, last_frame: int,
                      ignore: int | None) -> dict[str, dict]:
-    """The paper's protocol (runtime.protocol) for every row of ROWS: distances 0..max_distance,
+    """The paper's protocol (evaluation.protocol) for every row of ROWS: distances 0..max_distance,
     intervals l = 1..max_distance. GSVNet runs on the chosen backend, the ablations on the reference."""
-    from runtime.protocol import distance_confusions, summarise
+    from evaluation.protocol import distance_confusions, summarise
 
     distances = list(range(0, args.max_distance + 1))
     rows = {}
@@ -172,7 +172,7 @@ def evaluate_camvid_sequence(args: argparse.Namespace) -> dict:
     frame t of the chosen half with t >= max_distance is scored at every distance d = 0..max_distance
     (keyframe t-d, labels propagated d steps), full label resolution, void ignored."""
     from gsvnet.datasets.camvid import VOID, load_split, sequence_half
-    from runtime.protocol import resize_frame
+    from evaluation.protocol import resize_frame
 
     main_runner = make_stepper(args, args.checkpoint)
     size = main_runner.frame_size or tuple(args.size)
@@ -198,8 +198,8 @@ def evaluate_camvid_sequence(args: argparse.Namespace) -> dict:
 def evaluate_video(args: argparse.Namespace) -> dict:
     """The same protocol on a clip's held-out end, the keyframe net's own prediction standing in for
     ground truth on every held-out frame t >= held.start + max_distance."""
-    from runtime.clips import holdout_split, read_video
-    from runtime.protocol import resize_frame
+    from evaluation.clips import holdout_split, read_video
+    from evaluation.protocol import resize_frame
 
     main_runner = make_stepper(args, args.checkpoint)
     size, stepper = main_runner.frame_size or tuple(args.size), main_runner.stepper
@@ -221,8 +221,8 @@ def evaluate_video(args: argparse.Namespace) -> dict:
 def evaluate_cityscapes(args: argparse.Namespace) -> dict:
     from gsvnet.datasets.cityscapes import IGNORE, NUM_CLASSES, find_snippets, read_train_ids
     from gsvnet.datasets.camvid import read_image
-    from runtime.protocol import distance_confusions, summarise
-    from runtime.protocol import resize_frame
+    from evaluation.protocol import distance_confusions, summarise
+    from evaluation.protocol import resize_frame
 
     runner = make_stepper(args, args.checkpoint)
     stepper, fixed, described = runner.stepper, runner.frame_size, runner.description
@@ -278,7 +278,7 @@ def merge_json(path: Path, section: dict, args: argparse.Namespace) -> None:
     data.setdefault("runs", {})
     for key, value in section.items():
         data[key] = value
-        data["runs"][key] = {"command": "python -m runtime.evaluate " + " ".join(args.argv),
+        data["runs"][key] = {"command": "python -m evaluation " + " ".join(args.argv),
                              "date": datetime.date.today().isoformat(), "commit": git_commit(),
                              "machine": machine_description()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -289,7 +289,7 @@ def merge_json(path: Path, section: dict, args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from runtime.protocol import resize_frame  # noqa: F401  (fail early if training deps are missing)
+    from evaluation.protocol import resize_frame  # noqa: F401  (fail early if training deps are missing)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--checkpoint", default=None, help="GSVNet checkpoint (default: the shipped gsvnet/weights/swiftnet_r18-camvid.pt)")
@@ -300,7 +300,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_argument("--limit", type=int, default=None, help="evaluate only the first N images/snippets")
     common.add_argument("--json", default=str(REPO / "benchmarks" / "results" / f"accuracy-{datetime.date.today().isoformat()}.json"),
                         help="JSON file the results are merged into (default: benchmarks/results/accuracy-<today>.json)")
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("camvid", parents=[common], help="per-frame mIoU on CamVid", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "camvid"), help="CamVid root")
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def cli(argv: list[str] | None = None) -> int:
     """``main`` for the command line: user errors (data, engines, checkpoint, backend) as one line, exit 2."""
-    from export.manifest import ManifestError
+    from engine_format.manifest import ManifestError
     from gsvnet.checkpoint import CheckpointError
 
     try:

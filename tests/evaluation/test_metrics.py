@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from runtime.metrics import ConfusionMatrix, miou
+from evaluation.metrics import ConfusionMatrix, miou
 
 
 def test_known_confusion_and_iou():

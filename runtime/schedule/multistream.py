@@ -11,9 +11,8 @@ from typing import Iterator
 
 import numpy as np
 
-from gsvnet.loop import KeyframeScheduler, StepResult
-
-from .backends.base import Backend, State
+from ..backends.base import Backend
+from .core import KeyframeScheduler, PropagationState, StepResult
 
 
 class MultiStreamScheduler:
@@ -28,7 +27,7 @@ class MultiStreamScheduler:
     def run(self, sources: list[Iterator[np.ndarray]]) -> Iterator[list[tuple[int, StepResult]]]:
         """Each source yields uint8 [1,H,W,3] frames; yields, per tick, (stream, result) pairs."""
         backend = self.backend
-        states: list[State | None] = [None] * len(sources)
+        states: list[PropagationState | None] = [None] * len(sources)
         indices = [0] * len(sources)
         active = list(range(len(sources)))
         while active:

@@ -1,4 +1,4 @@
-"""runtime.evaluate: CamVid per-frame accuracy, the video propagation protocol and the
+"""evaluation.evaluate: CamVid per-frame accuracy, the video propagation protocol and the
 Cityscapes protocol on small synthetic trees written here."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from gsvnet import GSVNet, GSVNetConfig, save_checkpoint
-from runtime import evaluate
+from evaluation import evaluate
 from gsvnet.datasets.cityscapes import LABEL_TO_TRAIN_ID, find_snippets
 from training.keyframe import camvid_config
 
@@ -131,7 +131,7 @@ def test_camvid_with_the_torch_reference(tmp_path, rng):
     # the same model's labels scored by hand: mean IoU over the classes present, void (11) ignored
     from gsvnet import load_checkpoint
     from gsvnet.datasets.camvid import load_split
-    from gsvnet.stepper import TorchStepper
+    from runtime.schedule.torch_stepper import TorchStepper
 
     model, _ = load_checkpoint(ckpt)
     stepper = TorchStepper(model)
@@ -203,7 +203,7 @@ def test_camvid_sequence_scores_every_distance_against_ground_truth(tmp_path, rn
 def test_camvid_same_miou_through_pytorch_and_onnxruntime(tmp_path, rng, engines):
     """The engines' own checkpoint through the PyTorch reference and through onnxruntime, at the
     engines' frame size (so neither path resizes labels): the same mIoU."""
-    from export.manifest import load_manifest
+    from engine_format.manifest import load_manifest
 
     manifest = load_manifest(engines)
     size = manifest.frame_size
@@ -230,13 +230,13 @@ def test_evaluate_through_a_runtime_backend(tmp_path, rng, engines):
 def test_user_errors_are_one_line_and_exit_2(tmp_path):
     from tests.conftest import run_module
 
-    missing = run_module("runtime.evaluate", "camvid", "--data", str(tmp_path / "nowhere"), "--json", "")
+    missing = run_module("evaluation", "camvid", "--data", str(tmp_path / "nowhere"), "--json", "")
     assert missing.returncode == 2 and missing.stderr.startswith("error: CamVid split 'test' not found")
     assert "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
-    engines = run_module("runtime.evaluate", "camvid", "--backend", "onnxruntime", "--engines", str(tmp_path / "none"),
+    engines = run_module("evaluation", "camvid", "--backend", "onnxruntime", "--engines", str(tmp_path / "none"),
                          "--json", "")
     assert engines.returncode == 2 and engines.stderr.startswith("error: ") and "Traceback" not in engines.stderr
-    checkpoint = run_module("runtime.evaluate", "camvid-sequence", "--checkpoint", str(tmp_path / "x.pt"), "--json", "")
+    checkpoint = run_module("evaluation", "camvid-sequence", "--checkpoint", str(tmp_path / "x.pt"), "--json", "")
     assert checkpoint.returncode == 2 and "checkpoint not found" in checkpoint.stderr
 
 

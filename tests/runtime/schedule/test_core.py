@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gsvnet import GSVNet, GSVNetConfig, KeyframeScheduler, PropagationState, segment_frames
-from gsvnet import ops
+from gsvnet import GSVNet, GSVNetConfig, PropagationState, ops
+from runtime.schedule import KeyframeScheduler
+from runtime.schedule.torch_stepper import segment_frames
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_interval_must_be_positive(model):
 
 def test_the_schedule_imports_without_torch():
     """An onnxruntime- or OpenVINO-only deployment runs the schedule without PyTorch installed."""
-    code = ("import sys\nimport gsvnet.loop\nfrom gsvnet import KeyframeScheduler\n"
+    code = ("import sys\nimport runtime.schedule\nfrom runtime.schedule import KeyframeScheduler, PropagationState\n"
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
