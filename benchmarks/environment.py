@@ -21,7 +21,21 @@ CACHE = Path(os.environ.get("GSVNET_BENCH_CACHE", Path.home() / ".cache" / "gsvn
 
 # ---- environment -----------------------------------------------------------------------------
 
+def cpu_flags() -> list[str]:
+    """The CPU's instruction-set flags from /proc/cpuinfo (sorted; empty where it cannot be read):
+    which kernels onnxruntime and PyTorch pick (AVX2, AVX-512, VNNI, AMX) depends on them."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features"):
+                return sorted(value.split())
+    except OSError:
+        pass
+    return []
+
+
 def environment(threads: int) -> dict:
+    """The machine a benchmark measured on: CPU model, flags and cores, GPU, library versions."""
     import onnx
     import onnxruntime
     import torch
@@ -29,7 +43,7 @@ def environment(threads: int) -> dict:
     import gsvnet
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads, "gpu": gpu,
+    return {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "threads": threads, "gpu": gpu,
             "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "gsvnet": gsvnet.__version__,
             "command": " ".join(["python", "-m", "benchmarks.fps", *sys.argv[1:]])}

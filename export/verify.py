@@ -1,6 +1,6 @@
 """Check an exported graph in onnxruntime against the PyTorch stage on fresh random inputs.
 
-Tolerances (documented in README.md, "Export checks"):
+Tolerances (documented in docs/architecture.md, "Engines folder and export checks"):
 - float outputs: max|ort - torch| <= ATOL + RTOL * max|torch|, with ATOL = RTOL = 1e-4 for FP32
   graphs; FP16 graphs are held to the FP32 PyTorch model with ATOL = RTOL = FP16_TOL = 2e-2;
 - label outputs (uint8 argmax): at most LABEL_MISMATCH = 0.1% of pixels may differ (ties after

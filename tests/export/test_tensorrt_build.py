@@ -120,7 +120,7 @@ def _fake_tensorrt_build(monkeypatch, tmp_path, fail_once: set, capability: str 
     """build_tensorrt_engines up to the plugin registration: stand-in TensorRT modules that enforce
     the documented tensorrt.plugin schema (tests/plugins/fake_tensorrt.py), a GPU, and FP16 graphs
     with custom ops (their export is tested above)."""
-    from export import engine_compat
+    from engine_format import compat as engine_compat
     from engine_format.compat import TensorRTEnvironment
     from plugins import tensorrt_plugins
     from tests.export.helpers import HERE
@@ -159,7 +159,7 @@ def test_a_plugin_registration_error_is_one_line(tmp_path, monkeypatch):
 
 
 def test_gpus_older_than_turing_are_refused_before_anything_is_built(tmp_path, monkeypatch):
-    from export import engine_compat
+    from engine_format import compat as engine_compat
 
     build = _fake_tensorrt_build(monkeypatch, tmp_path, fail_once=set(), capability="6.1")
     with pytest.raises(BuildError, match=r"TensorRT 10 needs compute capability 7.5 or newer; NVIDIA GeForce GTX 1080 Ti "
@@ -272,7 +272,7 @@ def _fake_engine_builds(monkeypatch, perturb: set[str]):
 
 def _build_with_fakes(monkeypatch, onnx_folder, perturb: set[str], log=print) -> Manifest:
     """build_tensorrt_engines on ``onnx_folder`` with stand-in TensorRT calls (``_fake_engine_builds``)."""
-    from export import engine_compat
+    from engine_format import compat as engine_compat
     from tests.export.helpers import HERE, build_args
     from tests.plugins import fake_tensorrt
 

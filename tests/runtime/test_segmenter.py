@@ -1,10 +1,9 @@
 """``runtime.Segmenter``, the Python API: its labels are runtime.infer's, pixel for pixel, for a
-video and for numpy frames of another size, and are held to the independent reference; the README's
-example runs as written; errors are the command line's one-liners."""
+video and for numpy frames of another size, and are held to the independent reference; errors are
+the command line's one-liners. (The README's example is run by tests/test_readme.py.)"""
 
 from __future__ import annotations
 
-import re
 import threading
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from PIL import Image
 
 from runtime import Segmenter
 from runtime.infer import USER_ERRORS
-from tests.conftest import REPO, run_module
+from tests.conftest import run_module
 from tests.runtime.output_checks import read_label_pngs
 from tests.runtime.test_independent_reference import assert_labels_match_reference
 from tests.runtime.videos import write_lossless_frames
@@ -163,35 +162,6 @@ def test_errors_are_the_command_lines_one_liners(real_clip, tmp_path):
     assert f"error: {error.value}" == line
     with pytest.raises(USER_ERRORS, match="interval must be >= 1"):
         Segmenter.load(engines=missing, interval=0)
-
-
-def test_readme_example_runs_and_equals_runtime_infer(shipped_engines, real_clip, tmp_path, monkeypatch, capsys):
-    """The README's 'Use from Python' example as written (its VIDEO and ENGINES lines pointed at a
-    40-frame cut of the real clip and the shipped engines) sees runtime.infer's labels."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Use from Python", 1)[1].split("\n## ", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    assert len(code.strip().splitlines()) <= 12
-    video = tmp_path / "cut.mov"
-    write_lossless_frames(first_frames(real_clip, FRAMES), video)
-    code, swaps = re.subn(r'^VIDEO = ".*"$', f"VIDEO = {str(video)!r}", code, flags=re.M)
-    code, swaps2 = re.subn(r'^ENGINES = ".*"$', f"ENGINES = {str(shipped_engines)!r}", code, flags=re.M)
-    assert swaps == swaps2 == 1, "the example defines VIDEO = ... and ENGINES = ... on lines of their own"
-    seen: list = []
-    stream = Segmenter.stream
-
-    def recording(self, source, scores=False):
-        for result in stream(self, source, scores):
-            seen.append(result.labels)
-            yield result
-
-    monkeypatch.setattr(Segmenter, "stream", recording)
-    exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})
-    assert "frame 0:" in capsys.readouterr().out
-    expected = infer_labels(video, shipped_engines, tmp_path, FRAMES, backend="auto")
-    assert len(seen) == FRAMES
-    for k, (got, png) in enumerate(zip(seen, expected)):
-        assert np.array_equal(got, png), f"frame {k} differs from runtime.infer --labels-dir"
 
 
 def test_a_long_iterable_is_consumed_as_it_goes(segmenter, real_clip):
