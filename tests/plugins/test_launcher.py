@@ -40,7 +40,7 @@ def test_bindings_13_on_an_r570_driver_say_what_to_install():
 
 
 def test_a_mismatch_is_the_reason_the_gpu_backends_give(monkeypatch, fresh_probe):
-    from export import engine_compat
+    from engine_format import compat as engine_compat
 
     monkeypatch.setattr(launcher, "installed_bindings_version", lambda: "13.0.1")
     monkeypatch.setattr(launcher, "library_driver_version", lambda: 12080)

@@ -189,7 +189,7 @@ def test_selection_equals_the_camvid_sequence_command_on_the_first_half(tmp_path
     from evaluation import evaluate
     from training.selection import SelectionSet
 
-    from tests.runtime.test_evaluate import write_val_sequence
+    from tests.evaluation.test_evaluate import write_val_sequence
 
     write_val_sequence(tmp_path / "camvid", rng, frames=14, size=(48, 64))
     model = GSVNet(camvid_config("swiftnet_r18")).eval()
