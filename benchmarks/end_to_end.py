@@ -14,7 +14,6 @@ Ratios are against PyTorch eager segmenting every frame (l = 1) of the same clip
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -27,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
 from typing import Callable
+
+from .fps_options import FpsOptions
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = ("torch", 1)
@@ -161,38 +162,37 @@ def plot(summary: dict, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
+def run(options: FpsOptions, log: Callable[[str], None] = print) -> dict:
     """The --end-to-end benchmark (benchmarks/end_to_end.py); writes <date>-e2e-<device>.json / .png."""
     from .environment import CLIP, engines_for, environment, write_result
 
-    if args.quick:
-        args.size, args.intervals, args.e2e_eager_intervals, args.e2e_frames, args.e2e_repeats = (64, 112), "1,4", "1", 8, 1
+    options = options.quick_end_to_end()
     env = environment(0)  # runtime.infer's default CPU budget: every usable core
     if not CLIP.exists():
         raise SystemExit(f"error: the end-to-end benchmark runs on the real clip, which is missing: {CLIP}")
-    intervals = tuple(int(v) for v in args.intervals.split(","))
+    intervals = tuple(options.intervals)
     configs = []
-    for precision in [p.strip() for p in args.precisions.split(",") if p.strip()]:
-        if precision == "int8" and not (args.calibration and Path(args.calibration).is_dir()):
-            log(f"int8 left out: no calibration frames at {args.calibration}")
+    for precision in options.precisions:
+        if precision == "int8" and not (options.calibration and options.calibration.is_dir()):
+            log(f"int8 left out: no calibration frames at {options.calibration}")
             continue
-        log(f"engines at {args.size[0]}x{args.size[1]} ({precision}):")
-        engines = engines_for(args.size, args.checkpoint, log, precision, args.calibration)
+        log(f"engines at {options.size[0]}x{options.size[1]} ({precision}):")
+        engines = engines_for(options.size, options.checkpoint, log, precision, options.calibration)
         configs.append(Config(f"onnxruntime {precision}", "onnxruntime", engines, intervals))
-    eager = tuple(int(v) for v in args.e2e_eager_intervals.split(","))
-    configs.insert(0, Config("torch", "torch", configs[0].engines if configs else engines_for(args.size, args.checkpoint, log), eager))
-    log(f"end to end on {CLIP.name} ({args.e2e_frames or 'all'} frames), {args.e2e_repeats} interleaved repeats; "
+    eager = tuple(options.e2e_eager_intervals)
+    configs.insert(0, Config("torch", "torch", configs[0].engines if configs else engines_for(options.size, options.checkpoint, log), eager))
+    log(f"end to end on {CLIP.name} ({options.e2e_frames or 'all'} frames), {options.e2e_repeats} interleaved repeats; "
         f"load average now {load_average()}")
-    raw = measure(configs, CLIP, args.e2e_repeats, args.e2e_frames, log)
+    raw = measure(configs, CLIP, options.e2e_repeats, options.e2e_frames, log)
     summary = summarise(raw)
     result = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": env,
-              "clip": str(CLIP), "frames": args.e2e_frames or "all", "size": list(args.size), "quick": args.quick,
+              "clip": str(CLIP), "frames": options.e2e_frames or "all", "size": list(options.size), "quick": options.quick,
               "configs": [{"name": c.name, "backend": c.backend, "engines": str(c.engines), "intervals": list(c.intervals)}
                           for c in configs],
               "runs": {n: {str(l): v for l, v in per_l.items()} for n, per_l in raw.items()}, **summary}
     log("")
     log(report(summary))
-    json_path = write_result(result, args.out_dir, env, args.quick, kind="e2e")
+    json_path = write_result(result, options.out_dir, env, options.quick, kind="e2e")
     plot(summary, f"runtime.infer end to end (decode + overlay encode), {CLIP.name}, {env['cpu'][:40]}",
              json_path.with_suffix(".png"))
     log(f"\nwrote {json_path} and {json_path.with_suffix('.png')}")

@@ -68,13 +68,10 @@ def write_result(result: dict, out_dir: Path, env: dict, quick: bool, kind: str 
 def engines_for(size: tuple[int, int], checkpoint: Path | None, log: Callable[[str], None], precision: str = "fp32",
                 calibration: Path | None = None) -> Path:
     """Engines at ``size`` in the benchmark cache (built once, reused while up to date)."""
-    from export.build_engines import build, build_parser as export_parser
+    from export import BuildOptions, build
 
     out = CACHE / (f"{size[0]}x{size[1]}" + ("" if precision == "fp32" else f"-{precision}"))
-    argv = ["--out", str(out), "--size", f"{size[0]}x{size[1]}", "--backend", "auto"]
-    if precision != "fp32":
-        argv += ["--precision", precision, "--calibration", str(calibration)]
-    if checkpoint is not None:
-        argv += ["--checkpoint", str(checkpoint)]
-    build(export_parser().parse_args(argv), log=lambda m: log("  " + m))
+    options = BuildOptions(out=out, size=size, backend="auto", checkpoint=checkpoint, precision=precision,
+                           calibration=calibration if precision != "fp32" else None)
+    build(options, log=lambda m: log("  " + m))
     return out

@@ -14,17 +14,18 @@ benchmarks/results/<date>-<device>.json (every raw sample + environment) and a P
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
+from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from engine_format.manifest import STAGES
 from .environment import CAMVID_TRAIN, CLIP, RESULTS, engines_for, environment, write_result
+from .fps_options import FpsOptions
 
 NETWORKS = ("keyframe", "flow", "intra", "guide")
 #: backends whose per-stage figures time something other than what their steps run: the stage
@@ -38,32 +39,48 @@ STAGE_CAVEATS = {
 }
 
 
-def parse_sizes(text: str) -> list[tuple[int, int]]:
+def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """argparse ``type``: '512x1024,768x1536' -> ((512, 1024), (768, 1536)); '' -> ()."""
     from engine_format.sizes import parse_size
 
-    return [parse_size(t) for t in text.split(",") if t.strip()] if text else []
+    return tuple(parse_size(t) for t in text.split(",") if t.strip()) if text else ()
+
+
+def parse_ints(text: str) -> tuple[int, ...]:
+    """argparse ``type``: '1,2,4' -> (1, 2, 4)."""
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 1,2,4, got {text!r}") from None
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """argparse ``type``: 'onnxruntime, torch' -> ('onnxruntime', 'torch')."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
     from engine_format.sizes import parse_size
     from runtime.backends import CHOICES
 
+    defaults = FpsOptions()
     p = argparse.ArgumentParser(prog="python -m benchmarks.fps", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=parse_size, default=(544, 960), metavar="HxW",
                    help="engine size for the per-stage and per-interval tables (default 544x960: the real clip's size)")
-    p.add_argument("--backends", default="auto",
+    p.add_argument("--backends", type=parse_names, default=("auto",),
                    help=f"comma-separated backends from {', '.join(c for c in CHOICES if c != 'auto')}; 'auto': every "
                         "backend available here (PyTorch eager is always included as the baseline)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for every backend (default: all cores)")
+    p.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads for every backend (default: all cores)")
     p.add_argument("--iterations", type=int, default=20, help="timed iterations per stage and backend (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
     p.add_argument("--frames", type=int, default=40, help="frames in the end-to-end sequence (default 40)")
     p.add_argument("--repeats", type=int, default=3, help="end-to-end repetitions per interval and backend (default 3)")
-    p.add_argument("--intervals", default="1,2,3,4,5", help="keyframe intervals to measure (default 1,2,3,4,5)")
-    p.add_argument("--scaling-sizes", default="512x1024,768x1536,1024x2048",
+    p.add_argument("--intervals", type=parse_ints, default=(1, 2, 3, 4, 5),
+                   help="keyframe intervals to measure (default 1,2,3,4,5)")
+    p.add_argument("--scaling-sizes", type=parse_sizes, default=((512, 1024), (768, 1536), (1024, 2048)),
                    help="sizes for the resolution sweep ('' to skip; default 512x1024,768x1536,1024x2048)")
-    p.add_argument("--batches", default="1,2,4", help="batch sizes for the GPU batch sweep (default 1,2,4)")
+    p.add_argument("--batches", type=parse_ints, default=(1, 2, 4), help="batch sizes for the GPU batch sweep (default 1,2,4)")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint to export (default: shipped weights, else random)")
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON and PNG go (default benchmarks/results)")
     p.add_argument("--quick", action="store_true",
@@ -74,14 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="instead of the tables above, time `python -m runtime.infer --out` on the real clip with its "
                           "default flags, onnxruntime at every --intervals and PyTorch eager at --e2e-eager-intervals, "
                           "interleaved; ratios against PyTorch eager at l = 1")
-    e2e.add_argument("--precisions", default="fp32,int8",
+    e2e.add_argument("--precisions", type=parse_names, default=("fp32", "int8"),
                      help="onnxruntime engines to include (default fp32,int8; int8 needs --calibration)")
     e2e.add_argument("--calibration", type=Path, default=CAMVID_TRAIN,
                      help=f"real frames for the INT8 keyframe graph (default {CAMVID_TRAIN})")
-    e2e.add_argument("--e2e-eager-intervals", default="1,4", help="intervals for PyTorch eager (default 1,4; 1 is the baseline)")
+    e2e.add_argument("--e2e-eager-intervals", type=parse_ints, default=(1, 4),
+                     help="intervals for PyTorch eager (default 1,4; 1 is the baseline)")
     e2e.add_argument("--e2e-frames", type=int, default=0, help="frames of the clip per run (default 0: all 221)")
     e2e.add_argument("--e2e-repeats", type=int, default=2, help="runs of every configuration, interleaved (default 2)")
     return p
+
+
+def parse_options(argv: list[str] | None = None) -> FpsOptions:
+    """The command line as typed options (argparse exits with its usage line on a bad flag; a value
+    out of range raises ValueError)."""
+    args = build_parser().parse_args(argv)
+    return FpsOptions(**{f.name: getattr(args, f.name) for f in fields(FpsOptions)})
 
 
 # ---- inputs ----------------------------------------------------------------------------------
@@ -199,7 +224,10 @@ def parameter_counts(engines: Path) -> dict[str, int]:
 
 # ---- backends --------------------------------------------------------------------------------
 
-def make_backends(spec: str, engines: Path, threads: int, log) -> dict:
+def make_backends(spec: Sequence[str], engines: Path, threads: int, log) -> dict:
+    """The backends ``spec`` names (('auto',): every one available here) and the PyTorch eager
+    baseline first, each created directly: the benchmark times each backend as it is, with the
+    same ``threads`` for every graph (no thread plan, no first-use verification)."""
     import torch
 
     from engine_format.manifest import load_manifest
@@ -207,10 +235,10 @@ def make_backends(spec: str, engines: Path, threads: int, log) -> dict:
 
     torch.set_num_threads(threads)
     manifest = load_manifest(engines)
-    if spec == "auto":
+    if tuple(spec) == ("auto",):
         names = [n for n in PREFERENCE if unavailable_reason(n, manifest) is None]
     else:
-        names = [n.strip() for n in spec.split(",") if n.strip()]
+        names = list(spec)
     gpu = any(n in GPU_BACKENDS for n in names)
     baseline = "torch-eager-cuda" if gpu else "torch"
     backends = {}
@@ -292,50 +320,51 @@ def plot(result: dict, path: Path) -> None:
 
 # ---- main ------------------------------------------------------------------------------------
 
-def run(args: argparse.Namespace, log=print) -> dict:
+def run(options: FpsOptions, log: Callable[[str], None] = print) -> dict:
+    """The tables (per stage, per interval, the sweeps); writes ``<date>-<device>[-quick].json`` and
+    its plot, and returns the result."""
     from benchmarks.flops import count_macs
     from engine_format.manifest import load_manifest
 
-    if args.quick:
-        args.size, args.iterations, args.warmup, args.frames, args.repeats = (64, 112), 2, 1, 6, 1
-        args.scaling_sizes, args.batches = "", "1"
-    intervals = [int(v) for v in args.intervals.split(",")]
-    env = environment(args.threads)
-    log(f"environment: {env['cpu']} ({env['cores']} cores, {args.threads} threads), GPU: {env['gpu'] or 'none'}; "
+    options = options.quick_tables()
+    intervals = list(options.intervals)
+    env = environment(options.threads)
+    log(f"environment: {env['cpu']} ({env['cores']} cores, {options.threads} threads), GPU: {env['gpu'] or 'none'}; "
         f"torch {env['torch']}, onnxruntime {env['onnxruntime']}")
-    log(f"engines at {args.size[0]}x{args.size[1]}:")
-    engines = engines_for(args.size, args.checkpoint, log)
+    log(f"engines at {options.size[0]}x{options.size[1]}:")
+    engines = engines_for(options.size, options.checkpoint, log)
     manifest = load_manifest(engines)
-    frames, clip_size, source = clip_frames(args.size, max(args.frames, 2))
-    log(f"frames: {len(frames)} from {source}, resized to {args.size[0]}x{args.size[1]}; labels at {clip_size[0]}x{clip_size[1]}")
+    frames, clip_size, source = clip_frames(options.size, max(options.frames, 2))
+    log(f"frames: {len(frames)} from {source}, resized to {options.size[0]}x{options.size[1]}; labels at {clip_size[0]}x{clip_size[1]}")
     log("backends:")
-    backends = make_backends(args.backends, engines, args.threads, log)
+    backends = make_backends(options.backends, engines, options.threads, log)
     baseline = next(iter(backends))
 
-    log(f"per-stage timing ({args.warmup} warm-up + {args.iterations} iterations, interleaved) ...")
-    stage_raw = measure_stages(backends, frames, args.warmup, args.iterations)
-    log(f"end to end, l = {intervals}, {args.repeats} repeats of {len(frames)} frames ...")
-    e2e_raw = measure_end_to_end(backends, frames, clip_size, intervals, args.repeats, log)
+    log(f"per-stage timing ({options.warmup} warm-up + {options.iterations} iterations, interleaved) ...")
+    stage_raw = measure_stages(backends, frames, options.warmup, options.iterations)
+    log(f"end to end, l = {intervals}, {options.repeats} repeats of {len(frames)} frames ...")
+    e2e_raw = measure_end_to_end(backends, frames, clip_size, intervals, options.repeats, log)
 
     scaling = []
     gpu = env["gpu"] is not None and baseline != "torch"
-    for size in parse_sizes(args.scaling_sizes):
+    for size in options.scaling_sizes:
         log(f"scaling: {size[0]}x{size[1]} ...")
-        sized = engines_for(size, args.checkpoint, log)
-        sized_backends = make_backends(",".join(n for n in backends if n != baseline) or "torch", sized, args.threads, lambda m: None)
+        sized = engines_for(size, options.checkpoint, log)
+        sized_backends = make_backends([n for n in backends if n != baseline] or ["torch"], sized, options.threads,
+                                       lambda m: None)
         sized_frames, _, _ = clip_frames(size, 4)
-        for batch in ([int(b) for b in args.batches.split(",")] if gpu else [1]):
-            raw = measure_steps(sized_backends, sized_frames, 1, max(3, args.iterations // 4), batch)
+        for batch in (options.batches if gpu else [1]):
+            raw = measure_steps(sized_backends, sized_frames, 1, max(3, options.iterations // 4), batch)
             scaling.append({"size": f"{size[0]}x{size[1]}", "batch": batch, "raw_ms": raw,
                             "ms": {n: {k: summarise(v) for k, v in r.items()} for n, r in raw.items()}})
 
     macs = {name: count_macs(engines / entry["file"]) for name, entry in manifest.graphs.items()}
     result = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": env,
-        "size": list(args.size), "key_size": manifest.data["key_size"], "clip_size": list(clip_size), "frames_source": source,
+        "size": list(options.size), "key_size": manifest.data["key_size"], "clip_size": list(clip_size), "frames_source": source,
         "frames": len(frames), "precision": {n: getattr(b, "precision", "fp16" if n == "tensorrt" else "fp32") for n, b in backends.items()},
         "keyframe_net": manifest.model["keyframe_net"], "random_weights": manifest.data["checkpoint"]["random_weights"],
-        "baseline": baseline, "intervals": intervals, "quick": args.quick,
+        "baseline": baseline, "intervals": intervals, "quick": options.quick,
         "stages_raw_ms": stage_raw,
         "stages": {n: {s: summarise(v) for s, v in r.items()} for n, r in stage_raw.items()},
         "stage_caveats": {n: STAGE_CAVEATS[n] for n in backends if n in STAGE_CAVEATS},
@@ -350,20 +379,24 @@ def run(args: argparse.Namespace, log=print) -> dict:
         for n in backends if n != baseline}
     log("")
     log(report(result))
-    json_path = write_result(result, args.out_dir, env, args.quick)
+    json_path = write_result(result, options.out_dir, env, options.quick)
     plot(result, json_path.with_suffix(".png"))
     log(f"\nwrote {json_path} and {json_path.with_suffix('.png')}")
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.end_to_end:
+    try:
+        options = parse_options(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if options.end_to_end:
         from benchmarks.end_to_end import run as run_end_to_end
 
-        run_end_to_end(args)
+        run_end_to_end(options)
     else:
-        run(args)
+        run(options)
     return 0
 
 

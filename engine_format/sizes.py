@@ -11,7 +11,17 @@ def parse_size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 1024x2048 (height x width), got {text!r}") from None
+    problem = size_error((h, w))
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return h, w
+
+
+def size_error(size: tuple[int, int]) -> str | None:
+    """Why (H, W) cannot be an engine frame size (both must be multiples of 8 and >= 16), as one
+    line naming the nearest one that can; None when it can."""
+    h, w = size
     if h < 16 or w < 16 or h % 8 or w % 8:
         near = f"{max(16, round(h / 8) * 8)}x{max(16, round(w / 8) * 8)}"
-        raise argparse.ArgumentTypeError(f"size {h}x{w}: height and width must be multiples of 8 and >= 16 (try {near})")
-    return h, w
+        return f"size {h}x{w}: height and width must be multiples of 8 and >= 16 (try {near})"
+    return None

@@ -16,11 +16,15 @@ and hold (the keyframe's labels unchanged); mIoU per distance and avg/min per ke
 l = 1..5 (l covers distances 0..l-1, so l = 1 is the keyframe net on every frame).
 cityscapes: the same protocol against gtFine at frame 20 (keyframe at 20-d), 19 train ids.
 Each command prints a table and merges its section into the JSON file given by --json.
+
+From Python: ``run(CamVidOptions(...))`` (evaluation/options.py has one options class per command);
+``python -m evaluation`` only parses its flags into them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import sys
@@ -33,8 +37,8 @@ import numpy as np
 
 from runtime.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = "torch-reference"
+from .options import (CAMVID, CLIP, COMMAND_OPTIONS, REFERENCE, CamVidOptions, CamVidSequenceOptions, CityscapesOptions,
+                      EvaluationOptions, VideoOptions, default_json)
 
 
 # ---- steppers -------------------------------------------------------------------------------
@@ -69,35 +73,36 @@ class Runner:
         return "" if self.backend == REFERENCE else f"_{self.backend}" + ("_int8" if self.int8 else "")
 
 
-def make_stepper(args: argparse.Namespace, checkpoint: str | Path, variant: str = "full") -> Runner:
+def make_stepper(options: EvaluationOptions, checkpoint: str | Path, variant: str = "full") -> Runner:
     """The default backend and every variant other than ``full`` run the PyTorch reference
-    through ``runtime.schedule.torch_stepper.TorchStepper``; otherwise a ``runtime.backends`` backend runs
-    the engines in ``--engines`` at their frame size."""
-    if args.backend == REFERENCE or variant != "full":
+    through ``runtime.schedule.torch_stepper.TorchStepper``; otherwise a runtime backend runs the
+    engines in ``--engines`` at their frame size, loaded as ``runtime.infer`` loads it (selection,
+    first-use verification and the CPU thread plan within ``--threads``: runtime.loading)."""
+    if options.backend == REFERENCE or variant != "full":
         import torch
 
         from runtime.schedule.torch_stepper import TorchStepper
 
-        torch.set_num_threads(args.threads or torch.get_num_threads())
+        torch.set_num_threads(options.threads or torch.get_num_threads())
         model, _ = load_model(checkpoint, variant)
         return Runner(TorchStepper(model), None, f"{REFERENCE} ({variant}, {Path(checkpoint).name})",
                       list(model.config.class_names))
-    from runtime.backends import create_backend, select_backend
+    from runtime.loading import load_backend
 
-    manifest = engines_manifest(args)
-    name, why = select_backend(args.backend, manifest)
-    backend = create_backend(name, manifest, threads=args.threads, profile=False)
-    return Runner(backend, tuple(backend.frame_size), f"{name} ({why}; engines {args.engines})",
-                  list(manifest.model["class_names"]), name,
+    manifest = engines_manifest(options)
+    loaded = load_backend(options.backend, manifest, threads=options.threads, log=lambda line: print(line, file=sys.stderr))
+    backend = loaded.backend
+    return Runner(backend, tuple(backend.frame_size), f"{backend.name} ({loaded.why}; engines {options.engines})",
+                  list(manifest.model["class_names"]), backend.name,
                   manifest.graphs.get("keyframe", {}).get("precision") == "int8")
 
 
-def engines_manifest(args: argparse.Namespace):
+def engines_manifest(options: EvaluationOptions):
     from engine_format.manifest import load_manifest
 
-    if args.engines is None:
-        raise UserError(f"--backend {args.backend} runs built engines: give --engines DIR (see python -m export.build_engines)")
-    return load_manifest(args.engines)
+    if options.engines is None:
+        raise UserError(f"--backend {options.backend} runs built engines: give --engines DIR (see python -m export.build_engines)")
+    return load_manifest(options.engines)
 
 
 def same_keyframe_net(a: str | Path, b: str | Path, atol: float = 1e-2) -> bool:
@@ -114,21 +119,21 @@ def same_keyframe_net(a: str | Path, b: str | Path, atol: float = 1e-2) -> bool:
 
 
 # ---- commands -------------------------------------------------------------------------------
-def evaluate_camvid(args: argparse.Namespace) -> dict:
+def evaluate_camvid(options: CamVidOptions) -> dict:
     from gsvnet.datasets.camvid import NUM_CLASSES, VOID, load_split
     from evaluation.protocol import keyframe_confusion
 
-    runner = make_stepper(args, args.checkpoint)
-    size, described = runner.frame_size or tuple(args.size), runner.description
-    frames = load_split(args.data, args.split, args.limit)
+    runner = make_stepper(options, options.checkpoint)
+    size, described = runner.frame_size or tuple(options.size), runner.description
+    frames = load_split(options.data, options.split, options.limit)
     started = time.time()
     cm = keyframe_confusion(runner.stepper, frames, size, NUM_CLASSES, VOID)
     names = runner.class_names
-    result = {"split": args.split, "images": len(frames), "frame_size": list(size),
-              "label_size": list(frames[0].label.shape), "backend": described, "checkpoint": str(args.checkpoint),
+    result = {"split": options.split, "images": len(frames), "frame_size": list(size),
+              "label_size": list(frames[0].label.shape), "backend": described, "checkpoint": str(options.checkpoint),
               "miou": cm.miou(), "pixel_accuracy": cm.pixel_accuracy(),
               "iou": {n: float(v) for n, v in zip(names, cm.iou())}, "seconds": round(time.time() - started, 1)}
-    print(f"CamVid {args.split}: {len(frames)} images at {size[0]}x{size[1]}, scored at "
+    print(f"CamVid {options.split}: {len(frames)} images at {size[0]}x{size[1]}, scored at "
           f"{result['label_size'][0]}x{result['label_size'][1]}, {described}")
     print(format_rows([(n, v) for n, v in result["iou"].items()] + [("mean", result["miou"])], ("class", "IoU %")))
     # the reference at the native size is "camvid"; other sizes and backends get their own
@@ -142,95 +147,95 @@ def evaluate_camvid(args: argparse.Namespace) -> dict:
 ROWS = (("gsvnet", "full"), ("without_intra", "no_intra"), ("warp_only", "warp"), ("hold", "hold"))
 
 
-def propagation_rows(args: argparse.Namespace, main_runner: Runner, frame: Callable[[int], np.ndarray],
+def propagation_rows(options: CamVidSequenceOptions | VideoOptions, main_runner: Runner, frame: Callable[[int], np.ndarray],
                      reference: Callable[[int], "np.ndarray | None"], keyframes: range, last_frame: int,
                      ignore: int | None) -> dict[str, dict]:
     """The paper's protocol (evaluation.protocol) for every row of ROWS: distances 0..max_distance,
     intervals l = 1..max_distance. GSVNet runs on the chosen backend, the ablations on the reference."""
     from evaluation.protocol import distance_confusions, summarise
 
-    distances = list(range(0, args.max_distance + 1))
+    distances = list(range(0, options.max_distance + 1))
     rows = {}
     for name, variant in ROWS:
-        checkpoint = args.no_intra_checkpoint if variant == "no_intra" else args.checkpoint
+        checkpoint = options.no_intra_checkpoint if variant == "no_intra" else options.checkpoint
         if checkpoint is None:
             continue
-        runner = main_runner if variant == "full" else make_stepper(args, checkpoint, variant)
-        if not same_keyframe_net(args.checkpoint, checkpoint):
-            print(f"warning: {checkpoint} has a different keyframe net than {args.checkpoint}; "
+        runner = main_runner if variant == "full" else make_stepper(options, checkpoint, variant)
+        if not same_keyframe_net(options.checkpoint, checkpoint):
+            print(f"warning: {checkpoint} has a different keyframe net than {options.checkpoint}; "
                   "its rows are not comparable", file=sys.stderr)
         started = time.time()
         cms = distance_confusions(runner.stepper, frame, reference, keyframes, distances,
                                   len(main_runner.class_names), ignore, last_frame)
         rows[name] = {"variant": variant, "checkpoint": str(checkpoint), "backend": runner.description,
-                      **summarise(cms, args.max_distance), "seconds": round(time.time() - started, 1)}
+                      **summarise(cms, options.max_distance), "seconds": round(time.time() - started, 1)}
     return rows
 
 
-def evaluate_camvid_sequence(args: argparse.Namespace) -> dict:
+def evaluate_camvid_sequence(options: CamVidSequenceOptions) -> dict:
     """Propagation against ground truth on the labelled 15 Hz CamVid val sequence: every labelled
     frame t of the chosen half with t >= max_distance is scored at every distance d = 0..max_distance
     (keyframe t-d, labels propagated d steps), full label resolution, void ignored."""
     from gsvnet.datasets.camvid import VOID, load_split, sequence_half
     from evaluation.protocol import resize_frame
 
-    main_runner = make_stepper(args, args.checkpoint)
-    size = main_runner.frame_size or tuple(args.size)
-    frames = load_split(args.data, "val")
-    half = sequence_half(list(range(len(frames))), args.half)
-    targets = [t for t in half if t >= args.max_distance]
+    main_runner = make_stepper(options, options.checkpoint)
+    size = main_runner.frame_size or tuple(options.size)
+    frames = load_split(options.data, "val")
+    half = sequence_half(list(range(len(frames))), options.half)
+    targets = [t for t in half if t >= options.max_distance]
     if not targets:
-        raise UserError(f"the {args.half} half of {args.data}/val has no frame with {args.max_distance} frames before it")
+        raise UserError(f"the {options.half} half of {options.data}/val has no frame with {options.max_distance} frames before it")
     target_set = set(targets)
-    rows = propagation_rows(args, main_runner, lambda t: resize_frame(frames[t].image, size),
+    rows = propagation_rows(options, main_runner, lambda t: resize_frame(frames[t].image, size),
                             lambda t: frames[t].label if t in target_set else None,
-                            range(targets[0] - args.max_distance, targets[-1] + 1), targets[-1], VOID)
-    print(f"propagation on the CamVid val sequence, {args.half} half: {len(targets)} labelled frames "
-          f"({frames[targets[0]].name}..{frames[targets[-1]].name}) at distances 0..{args.max_distance}, frames fed at "
+                            range(targets[0] - options.max_distance, targets[-1] + 1), targets[-1], VOID)
+    print(f"propagation on the CamVid val sequence, {options.half} half: {len(targets)} labelled frames "
+          f"({frames[targets[0]].name}..{frames[targets[-1]].name}) at distances 0..{options.max_distance}, frames fed at "
           f"{size[0]}x{size[1]}, scored against ground truth at {frames[0].label.shape[0]}x{frames[0].label.shape[1]}; mIoU %")
-    print(propagation_table(rows, args.max_distance))
+    print(propagation_table(rows, options.max_distance))
     return {"camvid_sequence" + main_runner.section_suffix: {
-        "data": str(args.data), "half": args.half, "frames": [frames[targets[0]].name, frames[targets[-1]].name],
+        "data": str(options.data), "half": options.half, "frames": [frames[targets[0]].name, frames[targets[-1]].name],
         "targets": len(targets), "frame_size": list(size), "label_size": list(frames[0].label.shape),
         "reference": "ground truth (11 classes, void ignored)", "rows": rows}}
 
 
-def evaluate_video(args: argparse.Namespace) -> dict:
+def evaluate_video(options: VideoOptions) -> dict:
     """The same protocol on a clip's held-out end, the keyframe net's own prediction standing in for
     ground truth on every held-out frame t >= held.start + max_distance."""
     from evaluation.clips import holdout_split, read_video
     from evaluation.protocol import resize_frame
 
-    main_runner = make_stepper(args, args.checkpoint)
-    size, stepper = main_runner.frame_size or tuple(args.size), main_runner.stepper
-    frames = read_video(args.video, size)
-    _, held = holdout_split(len(frames), args.holdout)
-    targets = range(held.start + args.max_distance, held.stop)
+    main_runner = make_stepper(options, options.checkpoint)
+    size, stepper = main_runner.frame_size or tuple(options.size), main_runner.stepper
+    frames = read_video(options.video, size)
+    _, held = holdout_split(len(frames), options.holdout)
+    targets = range(held.start + options.max_distance, held.stop)
     reference = {t: np.asarray(stepper.labels(stepper.keyframe_step(frames[t][None]), size))[0] for t in targets}
-    rows = propagation_rows(args, main_runner, lambda t: resize_frame(frames[t], size), reference.get,
+    rows = propagation_rows(options, main_runner, lambda t: resize_frame(frames[t], size), reference.get,
                             range(held.start, held.stop), held.stop - 1, None)
-    print(f"propagation on held-out frames {held.start}..{held.stop - 1} of {args.video} at {size[0]}x{size[1]}, "
+    print(f"propagation on held-out frames {held.start}..{held.stop - 1} of {options.video} at {size[0]}x{size[1]}, "
           f"scored on {targets.start}..{targets.stop - 1} (reference: the keyframe net's own prediction; mIoU %)")
-    print(propagation_table(rows, args.max_distance))
+    print(propagation_table(rows, options.max_distance))
     # one section per clip and backend ("video_solidWhiteRight", "video_solidWhiteRight_onnxruntime")
-    return {f"video_{Path(args.video).stem}{main_runner.section_suffix}": {"video": str(args.video), "frame_size": list(size), "heldout_frames": [held.start, held.stop],
-                      "scored_frames": [targets.start, targets.stop], "holdout": args.holdout,
+    return {f"video_{Path(options.video).stem}{main_runner.section_suffix}": {"video": str(options.video), "frame_size": list(size), "heldout_frames": [held.start, held.stop],
+                      "scored_frames": [targets.start, targets.stop], "holdout": options.holdout,
                       "reference": "keyframe net per-frame prediction", "rows": rows}}
 
 
-def evaluate_cityscapes(args: argparse.Namespace) -> dict:
+def evaluate_cityscapes(options: CityscapesOptions) -> dict:
     from gsvnet.datasets.cityscapes import IGNORE, NUM_CLASSES, find_snippets, read_train_ids
     from gsvnet.datasets.camvid import read_image
     from evaluation.protocol import distance_confusions, summarise
     from evaluation.protocol import resize_frame
 
-    runner = make_stepper(args, args.checkpoint)
+    runner = make_stepper(options, options.checkpoint)
     stepper, fixed, described = runner.stepper, runner.frame_size, runner.description
-    snippets, skipped = find_snippets(args.root, args.split, args.max_distance)
-    snippets = snippets[: args.limit] if args.limit else snippets
+    snippets, skipped = find_snippets(options.root, options.split, options.max_distance)
+    snippets = snippets[: options.limit] if options.limit else snippets
     if not snippets:
-        raise UserError(f"no complete Cityscapes snippets under {args.root} ({len(skipped)} skipped)")
-    distances = list(range(0, args.max_distance + 1))
+        raise UserError(f"no complete Cityscapes snippets under {options.root} ({len(skipped)} skipped)")
+    distances = list(range(0, options.max_distance + 1))
     cms = None
     for snippet in snippets:
         truth = read_train_ids(snippet)
@@ -241,10 +246,10 @@ def evaluate_cityscapes(args: argparse.Namespace) -> dict:
         cms = distance_confusions(stepper, lambda t: resize_frame(read_image(snippet.image_path(t)), size),
                                   lambda t: truth if t == snippet.frame else None, keyframes, distances,
                                   NUM_CLASSES, IGNORE, snippet.frame, cms)
-    summary = summarise(cms, args.max_distance)
-    print(f"Cityscapes {args.split}: {len(snippets)} snippets ({len(skipped)} skipped), {described}; mIoU %")
-    print(propagation_table({"gsvnet": summary}, args.max_distance))
-    return {"cityscapes": {"root": str(args.root), "split": args.split, "snippets": len(snippets),
+    summary = summarise(cms, options.max_distance)
+    print(f"Cityscapes {options.split}: {len(snippets)} snippets ({len(skipped)} skipped), {described}; mIoU %")
+    print(propagation_table({"gsvnet": summary}, options.max_distance))
+    return {"cityscapes": {"root": str(options.root), "split": options.split, "snippets": len(snippets),
                            "skipped": len(skipped), "backend": described, **summary}}
 
 
@@ -271,14 +276,15 @@ def propagation_table(rows: dict[str, dict], max_interval: int) -> str:
     return "\n".join(lines)
 
 
-def merge_json(path: Path, section: dict, args: argparse.Namespace) -> None:
+def merge_json(path: Path, section: dict, command: str) -> None:
+    """Merge ``section`` into the JSON file at ``path``, recording ``command`` and the machine per key."""
     from gsvnet.provenance import git_commit, machine_description
 
     data = json.loads(path.read_text()) if path.is_file() else {}
     data.setdefault("runs", {})
     for key, value in section.items():
         data[key] = value
-        data["runs"][key] = {"command": "python -m evaluation " + " ".join(args.argv),
+        data["runs"][key] = {"command": command,
                              "date": datetime.date.today().isoformat(), "commit": git_commit(),
                              "machine": machine_description()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -288,27 +294,28 @@ def merge_json(path: Path, section: dict, args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from evaluation.protocol import resize_frame  # noqa: F401  (fail early if training deps are missing)
-
+def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--checkpoint", default=None, help="GSVNet checkpoint (default: the shipped gsvnet/weights/swiftnet_r18-camvid.pt)")
+    common.add_argument("--checkpoint", default=None, help="GSVNet checkpoint (default: the engines' own with an engines "
+                        "backend, else the shipped gsvnet/weights/swiftnet_r18-camvid.pt)")
     common.add_argument("--backend", default=REFERENCE, help=f"{REFERENCE} (PyTorch, any frame size) or a runtime backend "
-                        "name (auto, onnxruntime, torch, tensorrt, ...) which runs the engines in --engines at their frame size")
+                        "name (auto, onnxruntime, torch, tensorrt, ...) which runs the engines in --engines at their frame "
+                        "size, loaded as runtime.infer loads it (first-use verification, CPU thread plan)")
     common.add_argument("--engines", default=None, help="engines folder for --backend other than torch-reference")
     common.add_argument("--threads", type=int, default=2, help="CPU threads")
     common.add_argument("--limit", type=int, default=None, help="evaluate only the first N images/snippets")
-    common.add_argument("--json", default=str(REPO / "benchmarks" / "results" / f"accuracy-{datetime.date.today().isoformat()}.json"),
-                        help="JSON file the results are merged into (default: benchmarks/results/accuracy-<today>.json)")
+    common.add_argument("--json", default=str(default_json()),
+                        help="JSON file the results are merged into ('' for none; default: "
+                             "benchmarks/results/accuracy-<today>.json)")
     p = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("camvid", parents=[common], help="per-frame mIoU on CamVid", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "camvid"), help="CamVid root")
+    c.add_argument("--data", default=str(CAMVID), help="CamVid root")
     c.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score")
     c.add_argument("--size", type=int, nargs=2, default=(360, 480), metavar=("H", "W"), help="frame size fed to GSVNet (multiples of 8)")
     q = sub.add_parser("camvid-sequence", parents=[common], help="propagation against ground truth on the labelled "
                        "CamVid val sequence", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    q.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "camvid"), help="CamVid root (its val split is the sequence)")
+    q.add_argument("--data", default=str(CAMVID), help="CamVid root (its val split is the sequence)")
     q.add_argument("--half", default="second", choices=("first", "second", "all"),
                    help="first: model selection; second: what is reported (never trained on either)")
     q.add_argument("--size", type=int, nargs=2, default=(360, 480), metavar=("H", "W"), help="frame size fed to GSVNet (multiples of 8)")
@@ -316,7 +323,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     q.add_argument("--no-intra-checkpoint", default=None, help="checkpoint trained with --variant no_intra (Table 4 ablation)")
     v = sub.add_parser("video", parents=[common], help="propagation avg/min on a clip's held-out frames",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    v.add_argument("--video", default=str(REPO.parent / "shared" / "data" / "videos" / "solidWhiteRight.mp4"), help="clip")
+    v.add_argument("--video", default=str(CLIP), help="clip")
     v.add_argument("--size", type=int, nargs=2, default=(544, 960), metavar=("H", "W"), help="engine frame size")
     v.add_argument("--holdout", type=float, default=0.3, help="the last fraction of frames that training did not see")
     v.add_argument("--max-distance", type=int, default=5, help="largest number of propagated frames l")
@@ -326,29 +333,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--root", required=True, help="folder with leftImg8bit_sequence/ and gtFine/")
     s.add_argument("--split", default="val", help="split folder name")
     s.add_argument("--max-distance", type=int, default=5, help="largest l (keyframe at frame 20-l)")
-    args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    if args.checkpoint is None and args.backend != REFERENCE and args.engines:
-        manifest = engines_manifest(args)  # the checkpoint the engines were built from (for the variants)
-        args.checkpoint = manifest.file(manifest.data["checkpoint"]["file"])
-    if args.checkpoint is None:
-        args.checkpoint = default_checkpoint()
-        if args.checkpoint is None:
-            p.error("no --checkpoint given and no shipped checkpoint in gsvnet/weights/")
-    return args
+    return p
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], dict]] = {
+def parse_options(argv: list[str] | None = None) -> EvaluationOptions:
+    """The command line as the typed options of its command (argparse exits with its usage line on
+    a bad flag; a value out of range raises UserError)."""
+    from evaluation.protocol import resize_frame  # noqa: F401  (fail early if training deps are missing)
+
+    args = build_parser().parse_args(argv)
+    kind = COMMAND_OPTIONS[args.command]
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(kind)}
+    return kind(**{**values, "json": Path(args.json) if args.json else None})
+
+
+def resolved_checkpoint(options: EvaluationOptions) -> Path:
+    """``--checkpoint``, else the checkpoint the engines were built from (for the variants), else the shipped one."""
+    if options.checkpoint is not None:
+        return options.checkpoint
+    if options.backend != REFERENCE and options.engines:
+        manifest = engines_manifest(options)
+        return manifest.file(manifest.data["checkpoint"]["file"])
+    shipped = default_checkpoint()
+    if shipped is None:
+        raise UserError("no --checkpoint given and no shipped checkpoint in gsvnet/weights/")
+    return shipped
+
+
+COMMANDS: dict[str, Callable[..., dict]] = {
     "camvid": evaluate_camvid, "camvid-sequence": evaluate_camvid_sequence, "video": evaluate_video,
     "cityscapes": evaluate_cityscapes}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    section = COMMANDS[args.command](args)
-    if args.json:
-        merge_json(Path(args.json), section, args)
+def run(options: EvaluationOptions) -> dict:
+    """Run the command ``options`` are for, print its table, merge its section into
+    ``options.json`` (unless None) and return the section (section name -> results)."""
+    section = COMMANDS[options.command](dataclasses.replace(options, checkpoint=resolved_checkpoint(options)))
+    if options.json is not None:
+        merge_json(options.json, section, options.command_line())
     return section
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m evaluation`` without the exit status: the section ``run`` returns."""
+    return run(parse_options(argv))
 
 
 def cli(argv: list[str] | None = None) -> int:

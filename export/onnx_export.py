@@ -17,12 +17,9 @@ from engine_format.stages import BATCH, Stage
 from gsvnet import GSVNet
 
 from .graph_fixes import static_resize_scales
-
-#: GridSample is called 'bilinear' up to opset 19; TensorRT maps opset >= 20 'linear' to nearest
-#: (NVIDIA/TensorRT#4646), so only these opsets are exported.
-SUPPORTED_OPSETS = (16, 17, 18, 19)
-DEFAULT_OPSET = 18
-MAX_BATCH = 64
+# GridSample is called 'bilinear' up to opset 19; TensorRT maps opset >= 20 'linear' to nearest
+# (NVIDIA/TensorRT#4646), so only SUPPORTED_OPSETS are exported (defined with the build options)
+from .options import DEFAULT_OPSET, MAX_BATCH, SUPPORTED_OPSETS
 
 
 class StageModule(nn.Module):

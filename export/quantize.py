@@ -28,7 +28,6 @@ from onnx import numpy_helper
 from .build_errors import BuildError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-DEFAULT_CALIBRATION_FRAMES = 64
 #: the INT8 keyframe net must pick the FP32 net's class on at least this share of the 1/8-grid
 #: cells of the calibration frames, or the build fails (a broken quantisation, not a rounding)
 MIN_AGREEMENT = 0.9

@@ -18,7 +18,6 @@ TensorRT, Polygraphy and torch are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import time
@@ -28,6 +27,7 @@ from typing import Any, Callable, Mapping
 from .build_errors import TENSORRT_MISSING, BuildError, first_line
 from .casts import uint8_casts_from_float
 from .custom_ops import custom_op_transform
+from .options import BuildOptions
 from engine_format.compat import (ENGINE_STAGES, TensorRTEnvironment, engine_stale_reason, plugin_sources_sha256,
                             tensorrt_unsupported_reason)
 from engine_format.manifest import Manifest, ManifestError, read_manifest, sha256_file
@@ -46,10 +46,10 @@ def profile_shapes(inputs: list[Mapping], max_batch: int) -> dict[str, dict[str,
     return {s["name"]: {"min": at(s, 1), "opt": at(s, 1), "max": at(s, max_batch)} for s in inputs}
 
 
-def builder_settings(args: argparse.Namespace, strongly_typed: bool, plugin_mode: str | None) -> dict:
+def builder_settings(options: BuildOptions, strongly_typed: bool, plugin_mode: str | None) -> dict:
     """Everything chosen at build time that changes the engine (part of the staleness check)."""
-    return {"max_batch": int(args.max_batch), "opt_batch": 1, "opt_level": int(args.opt_level),
-            "version_compatible": bool(args.version_compatible),
+    return {"max_batch": int(options.max_batch), "opt_batch": 1, "opt_level": int(options.opt_level),
+            "version_compatible": bool(options.version_compatible),
             "typing": "strongly-typed" if strongly_typed else "fp16-flag", "plugin_mode": plugin_mode}
 
 
@@ -400,7 +400,7 @@ def _verification_frames(manifest: Manifest) -> Any:
     return engine_frames(read_verification_set(manifest.file(entry["file"]))["frames"], manifest.frame_size)
 
 
-def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namespace, log: Callable[[str], None],
+def build_tensorrt_engines(manifest: Manifest, model: Any, options: BuildOptions, log: Callable[[str], None],
                            run_engine: Callable[..., Any] = run_engine_bytes) -> None:
     """FP16 graphs + one engine per stage into ``manifest.folder``; fills ``graphs_fp16`` and
     ``engines`` and saves the manifest after every engine (an interrupted build keeps its work).
@@ -409,14 +409,11 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
     only if it agrees with the FP32 graph of its stage; a plugin stage that fails to build or
     disagrees is rebuilt from its standard-op decomposition (``plugins: null``, and
     ``plugin_fallback`` says why). ``run_engine(trt, blob, feeds, version_compatible)`` executes an
-    engine (tests pass a stand-in)."""
-    from export.onnx_export import MAX_BATCH
-
+    engine (tests pass a stand-in); ``options``: the build's options (``max_batch`` within MAX_BATCH
+    is checked when they are made)."""
     from engine_format.compat import current_environment
 
     trt = _tensorrt()
-    if not 1 <= args.max_batch <= MAX_BATCH:
-        raise BuildError(f"--max-batch must be in 1..{MAX_BATCH}, got {args.max_batch}")
     try:
         env = current_environment()
     except Exception as e:
@@ -425,7 +422,7 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
     if tensorrt_unsupported_reason(env.compute_capability, env.gpu):
         raise BuildError(tensorrt_unsupported_reason(env.compute_capability, env.gpu))
     folder = manifest.folder
-    previous = None if args.force else _previous(folder)
+    previous = None if options.force else _previous(folder)
     export_fp16_graphs(manifest, model, log, previous)
     graphs = manifest.data[FP16_GRAPHS]
 
@@ -438,14 +435,14 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
             log(f"  the gsvnet plugins cannot be used ({refused}); building those stages from their standard-op "
                 "decomposition")
     strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-    timing_cache = Path(args.timing_cache) if args.timing_cache else folder / "timing.cache"
+    timing_cache = Path(options.timing_cache) if options.timing_cache else folder / "timing.cache"
     candidates = {**(previous.engines if previous is not None else {}), **manifest.engines}
     engines: dict[str, dict] = {}
     manifest.data["engines"] = engines
     reused, built = [], []
-    log(f"TensorRT engines for {env.describe()} (max batch {args.max_batch}, opt level {args.opt_level}"
-        f"{', version-compatible' if args.version_compatible else ''})")
-    manifest.data["tensorrt_settings"] = {"version_compatible": bool(args.version_compatible)}
+    log(f"TensorRT engines for {env.describe()} (max batch {options.max_batch}, opt level {options.opt_level}"
+        f"{', version-compatible' if options.version_compatible else ''})")
+    manifest.data["tensorrt_settings"] = {"version_compatible": bool(options.version_compatible)}
     intermediates = stage_intermediates(model, _verification_frames(manifest), manifest.frame_size)
     for stage in ENGINE_STAGES:
         graph = graphs[stage]
@@ -453,9 +450,9 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
         if refused is not None and graph.get("custom_op"):
             graph = graphs[stage] = export_plain_fp16_graph(manifest, model, stage, log)
             fallback = refused
-        settings = builder_settings(args, strongly_typed, plugin_mode if graph.get("custom_op") else None)
+        settings = builder_settings(options, strongly_typed, plugin_mode if graph.get("custom_op") else None)
         request = engine_request(graph, env, settings, plugin_sha)
-        why = "--force" if args.force else engine_stale_reason(folder, candidates.get(stage), request)
+        why = "--force" if options.force else engine_stale_reason(folder, candidates.get(stage), request)
         if why is None:
             engines[stage] = candidates[stage]
             reused.append(stage)
@@ -471,7 +468,7 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, args: argparse.Namesp
             log(f"  engine {stage:<10} with the gsvnet::{graph['custom_op']} plugin refused ({e}); rebuilding it "
                 "from the standard-op decomposition")
             graph = graphs[stage] = export_plain_fp16_graph(manifest, model, stage, log)
-            request = engine_request(graph, env, builder_settings(args, strongly_typed, None), None)
+            request = engine_request(graph, env, builder_settings(options, strongly_typed, None), None)
             check = engine_check(trt, manifest, stage, graph, intermediates[stage], run_engine)
             engines[stage] = _build_engine(trt, folder, stage, graph, request, timing_cache, check)
             fallback = str(e)

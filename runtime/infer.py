@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gsvnet.keyframe import keyframe_net_names
 
     from .backends import CHOICES
+    from .backends.base import PRECISIONS
 
     p = argparse.ArgumentParser(
         prog="python -m runtime.infer",
@@ -56,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engines", type=Path, default=DEFAULT_ENGINES, help="engines folder written by export.build_engines")
     p.add_argument("--backend", choices=CHOICES, default="auto",
                    help="auto picks tensorrt > torch-cuda > onnxruntime-cuda > onnxruntime (CPU) and says why; "
-                        "torch is PyTorch eager on the CPU")
+                        "openvino is Intel's CPU runtime (f32, bf16, int8: --precision); torch is PyTorch eager on the CPU")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="CPU precision: f32, bf16 (OpenVINO, on CPUs with AVX512_BF16 or AMX) or int8 (the INT8 "
+                        "keyframe graph of engines built with --precision int8); default: the engines' own (int8 for "
+                        "an INT8 folder, else f32)")
     p.add_argument("--interval", type=positive_int, default=4, help="keyframe interval l: keyframes at frames 0, l, 2l, ...")
     p.add_argument("--out", type=Path, default=None,
                    help="colour-overlay video to write (.mp4, .mkv or .mov); with several videos, an existing folder "
@@ -74,11 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=non_negative_int, default=0,
                    help="CPU budget: cores this run may use, shared by the decoder, the graphs and the encoder "
                         "(0: every core this process may run on). On a CPU backend each graph gets the thread count "
-                        "measured fastest for it within the budget (a short calibration the first time engines are "
-                        "used on a machine, kept in ENGINES/calibration.json)")
-    p.add_argument("--calibrate", action="store_true",
-                   help="measure the graphs' speed at each thread count again (onnxruntime; do it on an idle machine) "
-                        "instead of reusing ENGINES/calibration.json")
+                        "measured fastest for it within the budget (a short tuning run the first time engines are "
+                        "used on a machine, kept in ENGINES/tuning.json)")
+    p.add_argument("--tune", action="store_true",
+                   help="time the graphs at each thread count (and each CPU engine and precision --backend auto "
+                        "chooses between) again, instead of reusing ENGINES/tuning.json; do it on an idle machine")
+    p.add_argument("--calibrate", dest="tune", action="store_true", help=argparse.SUPPRESS)  # its old name
     p.add_argument("--profile-stages", action="store_true",
                    help="time every stage on GPU backends too (each stage is then synchronised, which slows them); "
                         "CPU backends always report per-stage milliseconds")
@@ -97,9 +103,10 @@ def parse_options(argv: list[str] | None = None) -> InferOptions:
     """The command line as typed options (argparse exits with its usage line on a bad flag)."""
     args = build_parser().parse_args(argv)
     return InferOptions(
-        video=list(args.video), engines=args.engines, backend=args.backend, interval=args.interval, out=args.out,
+        video=list(args.video), engines=args.engines, backend=args.backend, precision=args.precision,
+        interval=args.interval, out=args.out,
         labels_dir=args.labels_dir, stats=args.stats, alpha=args.alpha, max_frames=args.max_frames,
-        keyframe_net=args.keyframe_net, size=args.size, threads=args.threads, calibrate=args.calibrate,
+        keyframe_net=args.keyframe_net, size=args.size, threads=args.threads, tune=args.tune,
         profile_stages=args.profile_stages, verify="force" if args.verify else "skip" if args.no_verify else "auto",
         progress=not args.no_progress)
 
@@ -108,8 +115,9 @@ class Interrupted(Exception):
     """The run was asked to stop (SIGINT / SIGTERM)."""
 
 
-class Stream:
-    """One input video and its outputs."""
+class InputVideo:
+    """One input video of a run: its reader, its outputs and the frames written to them so far
+    (one stream of the multi-stream schedule; not a CUDA stream)."""
 
     def __init__(self, video: Path, out: Path | None, labels_dir: Path | None, codec_threads: int = 0) -> None:
         from .video import VideoReader
@@ -179,7 +187,7 @@ class Run:
 
         self.args = args
         self.stop = threading.Event()
-        self.streams: list[Stream] = []
+        self.streams: list[InputVideo] = []
         self.writer = None
         self.verdict: Verdict | None = None
         if not args.video:
@@ -194,11 +202,11 @@ class Run:
         budget = args.threads or usable_cores()
         try:
             for video, out, labels in paths:
-                self.streams.append(Stream(video, out, labels, codec_threads(budget)))
+                self.streams.append(InputVideo(video, out, labels, codec_threads(budget)))
             if loaded is None:
                 started = time.perf_counter()
-                loaded = load_backend(args.backend, self.manifest, args.threads, args.profile_stages, args.calibrate,
-                                      args.verify, log)
+                loaded = load_backend(args.backend, self.manifest, args.threads, args.profile_stages, args.tune,
+                                      args.verify, log, args.precision, args.interval)
                 self.load_seconds = time.perf_counter() - started
             else:
                 folder = loaded.backend.manifest.folder
@@ -306,7 +314,7 @@ class Run:
             "frames": frames, "keyframes": sum(s["keyframes"] for s in per_stream),
             "lost_frames": sum(s["lost_frames"] for s in per_stream), "interval": self.args.interval,
             "wall_seconds": round(wall, 3), "fps": round(frames / wall, 2), "load_seconds": round(self.load_seconds, 3),
-            "backend": self.backend.name, "backend_detail": self.backend.describe(),
+            "backend": self.backend.name, "precision": self.backend.precision, "backend_detail": self.backend.describe(),
             "engine_size": list(manifest.frame_size), "keyframe_net": manifest.model["keyframe_net"],
             "engines": str(manifest.folder), "stages_ms": self.backend.timer.summary(),
             "threads": self.backend.plan.to_dict() if self.backend.plan is not None else None,

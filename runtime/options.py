@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .backends.base import PRECISIONS
 from .errors import UserError
 
 VerifyMode = Literal["auto", "force", "skip"]  # runtime.verification.Mode
@@ -25,6 +26,7 @@ class InferOptions:
     video: list[Path] = field(default_factory=list)
     engines: Path = DEFAULT_ENGINES
     backend: str = "auto"
+    precision: str | None = None  # 'f32', 'bf16' or 'int8' (None: the backend's default for the engines)
     interval: int = 4
     out: Path | None = None
     labels_dir: Path | None = None
@@ -34,7 +36,7 @@ class InferOptions:
     keyframe_net: str | None = None
     size: tuple[int, int] | None = None  # (H, W)
     threads: int = 0
-    calibrate: bool = False
+    tune: bool = False
     profile_stages: bool = False
     verify: VerifyMode = "auto"
     progress: bool = True
@@ -53,6 +55,8 @@ class InferOptions:
         _check(self.max_frames is None or self.max_frames >= 1, "max_frames", "must be >= 1", self.max_frames)
         _check(0 <= self.alpha <= 1, "alpha", "must be in [0, 1]", self.alpha)
         _check(self.verify in ("auto", "force", "skip"), "verify", "must be 'auto', 'force' or 'skip'", self.verify)
+        _check(self.precision in (None, *PRECISIONS), "precision", f"must be one of {', '.join(PRECISIONS)}",
+               self.precision)
 
 
 def _check(ok: bool, name: str, rule: str, value: object) -> None:

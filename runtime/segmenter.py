@@ -66,18 +66,20 @@ class Segmenter:
     @classmethod
     def load(cls, engines: str | os.PathLike = "engines", backend: str = "auto", threads: int = 0, interval: int = 4,
              verify: VerifyMode = "auto", *, keyframe_net: str | None = None, size: tuple[int, int] | None = None,
-             calibrate: bool = False, profile_stages: bool = False,
+             tune: bool = False, profile_stages: bool = False, precision: str | None = None,
              log: Callable[[str], None] | None = None) -> Segmenter:
         """Select, load and verify a backend for the engines folder, as ``runtime.infer`` does.
 
         ``backend``: 'auto' or a name (``--backend``); ``threads``: CPU budget (0: every usable
         core); ``interval``: keyframe interval l; ``verify``: 'auto', 'force' or 'skip';
+        ``precision``: 'f32', 'bf16' or 'int8' (``--precision``; None: the backend's default);
         ``keyframe_net`` / ``size`` (H, W): refuse engines built otherwise; ``log``: where the
         messages ``runtime.infer`` prints go (default: the 'runtime' logger at INFO).
         Raises ``UserError`` (or ``ManifestError``) with the line the command line prints.
         """
         options = InferOptions(engines=engines, backend=backend, threads=threads, interval=interval, verify=verify,
-                               keyframe_net=keyframe_net, size=size, calibrate=calibrate, profile_stages=profile_stages)
+                               keyframe_net=keyframe_net, size=size, tune=tune, profile_stages=profile_stages,
+                               precision=precision)
         return cls.from_options(options, log)
 
     @classmethod
@@ -92,8 +94,8 @@ class Segmenter:
         manifest = load_manifest(options.engines)
         check_engines_match(manifest, options)
         started = time.perf_counter()
-        loaded = load_backend(options.backend, manifest, options.threads, options.profile_stages, options.calibrate,
-                              options.verify, log)
+        loaded = load_backend(options.backend, manifest, options.threads, options.profile_stages, options.tune,
+                              options.verify, log, options.precision, options.interval)
         segmenter = cls(loaded, options, time.perf_counter() - started, log)
         log(backend_line(loaded))
         if manifest.data["checkpoint"].get("random_weights"):

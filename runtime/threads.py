@@ -6,8 +6,8 @@ On a CPU the budget B (``--threads``, default: the cores this process may run on
 - keyframe workers: ``min(B, 2)`` threads that run keyframe steps ahead of the frames that need
   them (the keyframe net does not depend on the previous frame, so frame i+l's keyframe runs
   while frames i+1..i+l-1 are propagated); with B = 1 keyframes run inline, one thing at a time;
-- keyframe graph: the intra-op thread count that was fastest for it in the calibration
-  (runtime/calibration.py), at most B / workers;
+- keyframe graph: the intra-op thread count that was fastest for it in the tuning
+  (runtime/tuning.py), at most B / workers;
 - every other graph (the 1/8-grid networks, the custom ops, downsample): the count that was
   fastest for it, at most what the keyframe workers leave (at least 1);
 - decoder and encoder: ``codec_threads(B)`` each: 1 up to 2 cores (one thread encodes a 960x540

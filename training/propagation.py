@@ -282,7 +282,7 @@ def train_end_to_end(model: GSVNet, clips: list[PreparedClip], stills: list[Labe
     def score(done: int) -> None:
         """Selection record after ``done`` updates; OUT/final.pt keeps the best."""
         nonlocal best, shares
-        record = selection_record(model, selection, args, done, shares)
+        record = selection_record(model, selection, args.max_interval, done, shares)
         history.append(record)
         if best is None or record["score"] > best["score"]:
             best = record
@@ -312,12 +312,13 @@ def train_end_to_end(model: GSVNet, clips: list[PreparedClip], stills: list[Labe
     return {"history": history, "best": best, "final_loss": float(np.mean(losses[-100:])) if losses else None}
 
 
-def selection_record(model: GSVNet, selection: SelectionSet, args: argparse.Namespace, step: int,
+def selection_record(model: GSVNet, selection: SelectionSet, max_interval: int, step: int,
                      shares: list[torch.Tensor]) -> dict:
-    """GSVNet and warp-only on the selection half, plus the mean share of every candidate since the last record."""
+    """GSVNet and warp-only on the selection half at distances up to ``max_interval``, plus the mean
+    share of every candidate since the last record."""
     warp = build_variant("warp", model.config, model.state_dict()).to(model.mean.device)
-    ours, theirs = selection.evaluate(model, args.max_interval), selection.evaluate(warp, args.max_interval)
-    distances = range(SELECTION_DISTANCES.start, min(SELECTION_DISTANCES.stop, args.max_interval + 1))
+    ours, theirs = selection.evaluate(model, max_interval), selection.evaluate(warp, max_interval)
+    distances = range(SELECTION_DISTANCES.start, min(SELECTION_DISTANCES.stop, max_interval + 1))
     record = {"step": step, "score": mean_over(ours, distances), "warp_score": mean_over(theirs, distances),
               "gsvnet": ours, "warp_only": theirs}
     if shares:

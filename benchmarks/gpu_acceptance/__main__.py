@@ -22,12 +22,30 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from . import checks, plan, report
 from .builds import Ledger
 from .context import Context
+
+
+@dataclass
+class AcceptanceOptions:
+    """The command line's flags: ``out`` the folder for everything the run writes, ``clip`` a video
+    (None: the frames shipped in gsvnet/samples), ``budget`` seconds for all checks, ``only`` the
+    checks to run (empty: all)."""
+
+    out: Path
+    clip: Path | None = None
+    budget: int = plan.TOTAL_BUDGET_S
+    only: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.clip = Path(self.clip) if self.clip is not None else None
+        self.only = tuple(self.only)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,24 +74,24 @@ def _tee(log: Callable[[str], None], path: Path) -> Callable[[str], None]:
     return both
 
 
-def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
+def run(options: AcceptanceOptions, log: Callable[[str], None] = print) -> int:
     """Probe, plan, run every check, write the report; returns the exit status (``report.EXIT``)."""
     started = time.monotonic()
     names = [name for name, _, _ in plan.CHECKS]
-    only = tuple(n.strip() for n in args.only.split(",") if n.strip())
+    only = options.only
     unknown = set(only) - set(names)
     if unknown:
         print(f"error: unknown check(s) {sorted(unknown)} in --only; choose from {', '.join(names)}", file=sys.stderr)
         return 2
-    if args.clip is not None and not args.clip.is_file():
-        print(f"error: --clip {args.clip} is not a file; omit --clip to use the real frames shipped in gsvnet/samples",
+    if options.clip is not None and not options.clip.is_file():
+        print(f"error: --clip {options.clip} is not a file; omit --clip to use the real frames shipped in gsvnet/samples",
               file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    log = _tee(log, args.out / "acceptance.log")
-    machine = checks.probe(args.clip)
+    options.out.mkdir(parents=True, exist_ok=True)
+    log = _tee(log, options.out / "acceptance.log")
+    machine = checks.probe(options.clip)
     env = checks.environment(machine)
-    ctx = Context(args.out, args.clip, log, Ledger.scan(args.out / "engines", machine.tensorrt, machine.gpu))
+    ctx = Context(options.out, options.clip, log, Ledger.scan(options.out / "engines", machine.tensorrt, machine.gpu))
     env["frames_source"] = ctx.frames_source
     if machine.gpu is None:
         from plugins.launcher import gpu_unavailable_reason
@@ -87,7 +105,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     outcomes = [first]
     log(report.verdict_lines(outcomes)[0])
     for _ in names[1:]:  # re-planned before each check: the time actually left, the build times measured so far
-        left = max(0, int(args.budget - (time.monotonic() - started)))
+        left = max(0, int(options.budget - (time.monotonic() - started)))
         check = plan.plan(machine, left, only, ctx.ledger, done=tuple(o.name for o in outcomes))[0]
         if check.skip is None:
             log(f"{check.name}: up to {check.limit} s ({check.budget_s} s planned"
@@ -98,15 +116,17 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     total = round(time.monotonic() - started, 1)
     env["total_seconds"] = total
     command = " ".join(["python", "-m", "benchmarks.gpu_acceptance", *sys.argv[1:]])
-    json_path, png_path = report.write(outcomes, env, args.out, command, builds=ctx.ledger.records)
+    json_path, png_path = report.write(outcomes, env, options.out, command, builds=ctx.ledger.records)
     verdict = report.overall(outcomes)
-    log(report.verdict_lines(outcomes)[-1] + f" in {total} s (budget {args.budget} s); exit status {report.EXIT[verdict]}")
+    log(report.verdict_lines(outcomes)[-1] + f" in {total} s (budget {options.budget} s); exit status {report.EXIT[verdict]}")
     log(f"wrote {json_path}" + (f" and {png_path}" if png_path else " (no PNG: matplotlib is not installed)"))
     return report.EXIT[verdict]
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    only = tuple(n.strip() for n in args.only.split(",") if n.strip())
+    return run(AcceptanceOptions(out=args.out, clip=args.clip, budget=args.budget, only=only))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from engine_format.manifest import Manifest, ManifestError
 from ..errors import UserError, first_line
 from ..threads import ThreadPlan
 from . import gpu_checks
-from .base import Backend, PropagationState
+from .base import PRECISIONS, Backend, PropagationState, folder_precision
 
 def _cuda_gpu() -> str | None:
     """None if a CUDA GPU is usable from torch, else why not."""
@@ -79,11 +79,16 @@ def unavailable_reason(name: str, manifest: Manifest) -> str | None:
     return REGISTRY[name].unavailable(manifest)
 
 
-def precision_note(name: str, manifest: Manifest | None = None) -> str:
+def precision_note(name: str, manifest: Manifest | None = None, precision: str | None = None) -> str:
     """How backend ``name`` computes on this machine, e.g. 'FP32: NVIDIA GeForce GTX 1080 Ti
-    (compute capability 6.1) runs FP16 at a small fraction of its FP32 rate, so FP32 is faster'."""
-    int8 = manifest is not None and manifest.graphs.get("keyframe", {}).get("precision") == "int8"
-    if int8 and name in ("onnxruntime", "onnxruntime-cuda"):
+    (compute capability 6.1) runs FP16 at a small fraction of its FP32 rate, so FP32 is faster'.
+    ``precision``: the run's (--precision; None: the folder's)."""
+    int8 = manifest is not None and folder_precision(manifest) == "int8"
+    if name == "openvino" and (precision or "") == "bf16":
+        from .openvino_backend import BF16_STAGES
+
+        return f"BF16 {', '.join(BF16_STAGES)}, FP32 others"
+    if int8 and name in ("onnxruntime", "onnxruntime-cuda", "openvino"):
         return "INT8 keyframe graph, FP32 others"
     if int8 and name == "torch":
         return "FP32 (the checkpoint; the INT8 keyframe graph is onnxruntime's)"
@@ -97,9 +102,19 @@ def precision_note(name: str, manifest: Manifest | None = None) -> str:
     return "FP32"
 
 
+def precision_unavailable(name: str, manifest: Manifest, precision: str | None) -> str | None:
+    """None if backend ``name`` runs ``precision`` (--precision; None: its default) with this
+    folder on this machine, else why not and what to do instead."""
+    if precision is None:
+        return None
+    return REGISTRY[name].precision_reason(manifest, precision)
+
+
 def select_backend(requested: str, manifest: Manifest) -> tuple[str, str]:
     """(backend name, why) for ``--backend requested``; raises UserError if it cannot run.
-    ``why`` names the precision and, for ``auto``, why each preferred backend was skipped."""
+    ``why`` names the precision and, for ``auto``, why each preferred backend was skipped. This
+    is the order of preference alone: ``runtime.loading.load_backend`` also measures the CPU
+    engines against each other and verifies the one it takes."""
     if requested != "auto":
         why = unavailable_reason(requested, manifest)
         if why is not None:
@@ -116,45 +131,95 @@ def select_backend(requested: str, manifest: Manifest) -> tuple[str, str]:
 
 
 def create_backend(name: str, manifest: Manifest, threads: int = 0, profile: bool = True,
-                   plan: ThreadPlan | None = None) -> Backend:
+                   plan: ThreadPlan | None = None, precision: str | None = None) -> Backend:
     """Instantiate backend ``name`` (runtime.loading.load_backend resolves ``auto`` and verifies it).
 
     threads: CPU threads of every graph (0: the library's default); ``plan`` (the CPU backends;
-    runtime.calibration.thread_plan) instead gives each graph its own count for a pipelined run.
+    runtime.tuning.thread_plan) instead gives each graph its own count for a pipelined run;
+    precision: 'f32', 'bf16' or 'int8' (None: the backend's default for the folder).
     """
     if name not in REGISTRY:
         raise UserError(f"backend {name} is not implemented in this build; choose one of: {', '.join(REGISTRY)}")
-    return REGISTRY[name].factory(manifest, threads, profile, plan)
+    if (why := precision_unavailable(name, manifest, precision)) is not None:
+        raise UserError(f"backend {name} cannot run --precision {precision}: {why}")
+    return REGISTRY[name].factory(manifest, threads, profile, plan, precision)
 
 
-def _onnxruntime(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
+def _onnxruntime(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None,
+                 precision: str | None) -> Backend:
     from .onnxruntime_backend import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(manifest, ["CPUExecutionProvider"], threads, profile, plan)
 
 
-def _onnxruntime_device(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
+def _onnxruntime_device(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None,
+                        precision: str | None) -> Backend:
     from .onnxruntime_device_backend import OnnxRuntimeDeviceBackend
 
     return OnnxRuntimeDeviceBackend(manifest, ["CUDAExecutionProvider", "CPUExecutionProvider"], threads, profile)
 
 
-def _torch_cuda(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
+def _torch_cuda(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None,
+                precision: str | None) -> Backend:
     from .torch_cuda_backend import TorchCudaBackend
 
     return TorchCudaBackend(manifest, profile)
 
 
-def _tensorrt(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
+def _tensorrt(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None,
+              precision: str | None) -> Backend:
     from .tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(manifest, profile)
 
 
-def _torch(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None) -> Backend:
+def _torch(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None,
+           precision: str | None) -> Backend:
     from .torch_backend import TorchBackend
 
     return TorchBackend(manifest, "cpu", threads, profile, plan)
+
+
+def _openvino(manifest: Manifest, threads: int, profile: bool, plan: ThreadPlan | None,
+              precision: str | None) -> Backend:
+    from .openvino_backend import OpenVinoBackend
+
+    return OpenVinoBackend(manifest, threads, profile, plan, precision)
+
+
+def _openvino_reason(manifest: Manifest) -> str | None:
+    from .openvino_backend import unavailable_reason as why
+
+    return why()
+
+
+def _openvino_precision(manifest: Manifest, precision: str) -> str | None:
+    from .openvino_backend import precision_reason
+
+    return precision_reason(manifest, precision)
+
+
+def folder_precision_only(manifest: Manifest, precision: str) -> str | None:
+    """The rule of a backend that computes in the folder's precision (FP32, or an INT8 keyframe
+    graph): anything else is refused with the way to get it."""
+    if precision not in PRECISIONS:
+        return f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}"
+    if precision == "bf16":
+        return "it has no bf16 path on the CPU; OpenVINO has one: --backend openvino --precision bf16"
+    if precision != folder_precision(manifest):
+        return _openvino_precision(manifest, precision)
+    return None
+
+
+def _torch_precision(manifest: Manifest, precision: str) -> str | None:
+    if precision == "f32":
+        return None
+    return ("PyTorch runs the checkpoint in FP32 whatever the graphs' precision; use --precision f32, or --backend "
+            f"openvino for {precision}")
+
+
+def _gpu_precision(manifest: Manifest, precision: str) -> str | None:
+    return "a GPU backend picks its own precision for the GPU (docs/gpu.md); --precision is for the CPU backends"
 
 
 @dataclass(frozen=True)
@@ -163,8 +228,10 @@ class BackendEntry:
 
     name: str
     unavailable: Callable[[Manifest], str | None]
-    factory: Callable[[Manifest, int, bool, ThreadPlan | None], Backend]
+    factory: Callable[[Manifest, int, bool, ThreadPlan | None, str | None], Backend]
     gpu: bool  # asynchronous on a GPU: per-stage timing would synchronise it
+    #: None if it runs --precision P with this folder here, else why not
+    precision_reason: Callable[[Manifest, str], str | None] = folder_precision_only
 
 
 def _always(manifest: Manifest) -> str | None:
@@ -174,11 +241,13 @@ def _always(manifest: Manifest) -> str | None:
 #: every backend, most preferred first: ``auto`` takes the first that is available and passes
 #: the first-use verification (the PyTorch reference last, when nothing faster can be trusted)
 REGISTRY: dict[str, BackendEntry] = {e.name: e for e in (
-    BackendEntry("tensorrt", _tensorrt_reason, _tensorrt, gpu=True),
-    BackendEntry("torch-cuda", lambda m: _torch_cuda_reason(), _torch_cuda, gpu=True),
-    BackendEntry("onnxruntime-cuda", lambda m: gpu_checks.onnxruntime_cuda_reason(), _onnxruntime_device, gpu=True),
+    BackendEntry("tensorrt", _tensorrt_reason, _tensorrt, gpu=True, precision_reason=_gpu_precision),
+    BackendEntry("torch-cuda", lambda m: _torch_cuda_reason(), _torch_cuda, gpu=True, precision_reason=_gpu_precision),
+    BackendEntry("onnxruntime-cuda", lambda m: gpu_checks.onnxruntime_cuda_reason(), _onnxruntime_device, gpu=True,
+                 precision_reason=_gpu_precision),
     BackendEntry("onnxruntime", _always, _onnxruntime, gpu=False),
-    BackendEntry("torch", _always, _torch, gpu=False),
+    BackendEntry("openvino", _openvino_reason, _openvino, gpu=False, precision_reason=_openvino_precision),
+    BackendEntry("torch", _always, _torch, gpu=False, precision_reason=_torch_precision),
 )}
 PREFERENCE = tuple(REGISTRY)
 CHOICES = ("auto", *REGISTRY)
@@ -186,4 +255,4 @@ GPU_BACKENDS = tuple(name for name, entry in REGISTRY.items() if entry.gpu)
 
 
 __all__ = ["Backend", "BackendEntry", "CHOICES", "GPU_BACKENDS", "PREFERENCE", "REGISTRY", "PropagationState", "create_backend",
-           "select_backend", "unavailable_reason"]
+           "precision_unavailable", "select_backend", "unavailable_reason"]

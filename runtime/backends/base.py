@@ -16,10 +16,19 @@ import numpy as np
 from engine_format.manifest import STAGES, Manifest
 from gsvnet.state import PropagationState
 
+from ..labels import upsample_argmax_x8
 from ..threads import ThreadPlan
 from ..timing import StageTimer
 
 Array = Any  # the backend's array type (numpy array, torch tensor, device buffer)
+
+#: precisions a CPU run can ask for (``--precision``): float32, bfloat16, the INT8 keyframe graph
+PRECISIONS = ("f32", "bf16", "int8")
+
+
+def folder_precision(manifest: Manifest) -> str:
+    """The run precision an engines folder implies: 'int8' for an INT8 keyframe graph, else 'f32'."""
+    return "int8" if manifest.graphs.get("keyframe", {}).get("precision") == "int8" else "f32"
 
 
 def cpu_identity() -> dict:
@@ -176,3 +185,22 @@ class Backend(ABC):
         labels = self.engine_labels(state.scores)
         with self.timer("resize_labels"):
             return resize_labels_nearest(labels, size)
+
+
+class HostArrays:
+    """For CPU backends whose arrays are numpy arrays (mixed in before ``Backend``): frames go in
+    as they are, and the labels of half-pixel models come from NumPy (runtime/labels.py, the same
+    labels up to exact ties) instead of upsampling every class; the official align_corners
+    convention keeps the ``labels`` graph."""
+
+    def upload(self, frames: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(frames)
+
+    def download(self, labels: np.ndarray) -> np.ndarray:
+        return labels
+
+    def engine_labels(self, scores: np.ndarray) -> np.ndarray:
+        if self.manifest.model.get("resampling", "half_pixel") != "half_pixel":
+            return super().engine_labels(scores)
+        with self.timer("labels"):
+            return upsample_argmax_x8(scores)

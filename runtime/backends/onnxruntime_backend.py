@@ -7,15 +7,13 @@ back); its sibling ``onnxruntime_device_backend.OnnxRuntimeDeviceBackend`` binds
 
 from __future__ import annotations
 
-import numpy as np
 import onnxruntime as ort
 
 from engine_format.manifest import STAGES, Manifest, verify_file
 from engine_format.sessions import make_session
 
-from ..labels import upsample_argmax_x8
 from ..threads import ThreadPlan
-from .base import Array, Backend
+from .base import Array, Backend, HostArrays
 
 __all__ = ["OnnxRuntimeBackend", "OnnxRuntimeSessions", "make_session"]
 
@@ -62,7 +60,7 @@ class OnnxRuntimeSessions(Backend):
         return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}, {threads})"
 
 
-class OnnxRuntimeBackend(OnnxRuntimeSessions):
+class OnnxRuntimeBackend(HostArrays, OnnxRuntimeSessions):
     """The sessions on numpy arrays: every stage's inputs and output are host arrays."""
 
     name = "onnxruntime"
@@ -71,17 +69,3 @@ class OnnxRuntimeBackend(OnnxRuntimeSessions):
     def run(self, stage: str, *inputs: Array) -> Array:
         feeds = dict(zip(self.input_names[stage], inputs))
         return self.sessions[stage].run([self.output_names[stage]], feeds, self.run_options)[0]
-
-    def engine_labels(self, scores: Array) -> np.ndarray:
-        """The labels stage without upsampling every class (runtime/labels.py; same labels up to exact
-        ties) for half-pixel resampling; the labels graph for the official align_corners convention."""
-        if self.manifest.model.get("resampling", "half_pixel") != "half_pixel":
-            return super().engine_labels(scores)
-        with self.timer("labels"):
-            return upsample_argmax_x8(scores)
-
-    def upload(self, frames: np.ndarray) -> Array:
-        return np.ascontiguousarray(frames)
-
-    def download(self, labels: Array) -> np.ndarray:
-        return labels

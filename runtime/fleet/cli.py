@@ -12,6 +12,7 @@ from typing import Callable
 from ..arguments import alpha_value, non_negative_float, non_negative_int, positive_float, positive_int
 from ..infer import DEFAULT_ENGINES, SIGNAL_EXIT, USER_ERRORS
 from .job import FleetJob
+from .options import FleetOptions
 from .scheduler import FleetEvent
 
 
@@ -69,12 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_options(argv: list[str] | None = None) -> FleetOptions:
+    """The command line as typed options (argparse exits with its usage line on a bad flag)."""
+    args = vars(build_parser().parse_args(argv))
+    return FleetOptions(**{k: v for k, v in args.items() if k != "no_progress"}, progress=not args["no_progress"])
+
+
 def main(argv: list[str] | None = None, on_event: Callable[[FleetEvent], None] | None = None) -> int:
     """Exit status: 0 all complete, 2 bad input (nothing written), 3 some videos damaged, 4 some
     videos failed (the others complete), 130 / 143 stopped by SIGINT / SIGTERM."""
     from tqdm import tqdm
 
-    args = build_parser().parse_args(argv)
+    options = parse_options(argv)
     log = lambda msg: tqdm.write(msg, file=sys.stderr)  # noqa: E731  (keeps the bar intact)
     stop = threading.Event()
     received: list[int] = []
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None, on_event: Callable[[FleetEvent], None] |
         for s in SIGNAL_EXIT:
             signal.signal(s, on_signal)
 
-    job = FleetJob(args, stop, log, on_event, on_connect=install)
+    job = FleetJob(options, stop, log, on_event, on_connect=install)
     try:
         try:
             status = job.run()

@@ -7,7 +7,6 @@ job; partial outputs never outlive it (``close`` removes the staging area whatev
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Callable
 from engine_format.manifest import load_manifest
 
 from .cluster import WorkerFactory, connect, import_ray, size_workers, start_workers
+from .options import FleetOptions
 from .outdir import OutDirLock, clear_staging, prepare_out_dir
 from .plan import OutputSettings, VideoJob, completed_stats, expand_videos, plan_jobs
 from .report import ProgressBar, previous_rows, skipped_outcome, table, write_summary
@@ -26,11 +26,11 @@ EXIT_FAILED = 4  # some videos failed (summary.json says why); the others are co
 
 
 class FleetJob:
-    def __init__(self, args: argparse.Namespace, stop: threading.Event, log: Callable[[str], None],
+    def __init__(self, options: FleetOptions, stop: threading.Event, log: Callable[[str], None],
                  on_event: Callable[[FleetEvent], None] | None = None,
                  on_connect: Callable[[], None] = lambda: None) -> None:
         """``on_connect`` runs once Ray is connected (ray.init replaces the SIGTERM handler)."""
-        self.args, self.stop, self.log, self.on_event, self.on_connect = args, stop, log, on_event, on_connect
+        self.options, self.stop, self.log, self.on_event, self.on_connect = options, stop, log, on_event, on_connect
         self.out_dir: Path | None = None
         self.lock: OutDirLock | None = None
         self.scheduler: FleetScheduler | None = None
@@ -41,7 +41,7 @@ class FleetJob:
 
     def run(self) -> int | None:
         """Segment what is not complete; returns the exit status (None: stopped by a signal)."""
-        a, log = self.args, self.log
+        a, log = self.options, self.log
         jobs = plan_jobs(expand_videos(a.videos))
         manifest = load_manifest(a.engines)
         out_dir = prepare_out_dir(a.out_dir)
@@ -82,7 +82,7 @@ class FleetJob:
         return EXIT_DAMAGED if any(o.status == "damaged" for o in ordered) else 0
 
     def _segment(self, todo: list[VideoJob], settings: OutputSettings, total: int) -> list[VideoOutcome]:
-        a = self.args
+        a = self.options
         self.cluster = connect(a.address)
         self.connected = True
         self.on_connect()
@@ -90,7 +90,7 @@ class FleetJob:
         shape = size_workers(a.workers, a.gpus_per_worker, a.cpus_per_worker, import_ray().cluster_resources())
         factory = WorkerFactory(shape, str(settings.engines), a.backend, str(self.out_dir))
         self.slots = start_workers(factory, min(shape.count, len(todo)), self.stop, self.log)
-        bar = ProgressBar(total, total - len(todo), a.no_progress)
+        bar = ProgressBar(total, total - len(todo), not a.progress)
 
         def on_event(event: FleetEvent) -> None:
             bar(event)
@@ -107,7 +107,7 @@ class FleetJob:
             bar.close()
 
     def _settings_record(self, settings: OutputSettings) -> dict:
-        a = self.args
+        a = self.options
         return {"engines": str(settings.engines), "interval": settings.interval, "overlay": settings.overlay,
                 "labels": settings.labels, "alpha": settings.alpha, "backend": a.backend, "retries": a.retries,
                 "address": a.address}

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from benchmarks import end_to_end, environment, fps
+from benchmarks import end_to_end, environment
+from benchmarks.fps_options import FpsOptions
 
 
 def _run(fps_value: float, load: float = 0.5, others: float = 0.0) -> dict:
@@ -31,8 +32,8 @@ def test_summary_is_the_median_per_interval_over_eager_per_frame():
 def test_quick_end_to_end_runs_runtime_infer_for_every_configuration(tmp_path, monkeypatch, real_clip):
     monkeypatch.setattr(environment, "CACHE", tmp_path / "cache")
     lines: list[str] = []
-    args = fps.build_parser().parse_args(["--end-to-end", "--quick", "--precisions", "fp32", "--out-dir", str(tmp_path / "out")])
-    result = end_to_end.run(args, log=lines.append)
+    options = FpsOptions(end_to_end=True, quick=True, precisions=("fp32",), out_dir=tmp_path / "out")
+    result = end_to_end.run(options, log=lines.append)
     assert [c["name"] for c in result["configs"]] == ["torch", "onnxruntime fp32"]
     assert set(result["runs"]["torch"]) == {"1"} and set(result["runs"]["onnxruntime fp32"]) == {"1", "4"}
     for per_l in result["runs"].values():

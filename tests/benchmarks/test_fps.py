@@ -1,15 +1,17 @@
 import json
 
+import pytest
+
 from benchmarks import environment, fps
 from benchmarks.environment import REPO
 from benchmarks.flops import count_macs
+from benchmarks.fps_options import FpsOptions
 
 
 def test_quick_benchmark_runs_and_reports_ratios(tmp_path, monkeypatch):
     monkeypatch.setattr(environment, "CACHE", tmp_path / "cache")
     lines: list[str] = []
-    args = fps.build_parser().parse_args(["--quick", "--out-dir", str(tmp_path / "results"), "--threads", "2"])
-    result = fps.run(args, log=lines.append)
+    result = fps.run(FpsOptions(quick=True, out_dir=tmp_path / "results", threads=2), log=lines.append)
     assert result["baseline"] == "torch" or result["baseline"].startswith("torch")
     assert set(result["stages"]["onnxruntime"]) == set(fps.STAGES)
     for name, per_l in result["end_to_end"].items():
@@ -23,6 +25,21 @@ def test_quick_benchmark_runs_and_reports_ratios(tmp_path, monkeypatch):
     assert data["environment"]["threads"] == 2 and data["environment"]["cpu"]
     report = "\n".join(lines)
     assert "onnxruntime vs torch" in report and "interval l" in report
+
+
+def test_the_command_line_fills_the_typed_options(capsys):
+    assert fps.parse_options([]) == FpsOptions()
+    argv = ["--backends", "onnxruntime, torch", "--intervals", "1,4", "--scaling-sizes", "", "--precisions", "fp32",
+            "--size", "64x112", "--end-to-end", "--e2e-eager-intervals", "1"]
+    assert fps.parse_options(argv) == FpsOptions(backends=("onnxruntime", "torch"), intervals=(1, 4), scaling_sizes=(),
+                                                 precisions=("fp32",), size=(64, 112), end_to_end=True,
+                                                 e2e_eager_intervals=(1,))
+    with pytest.raises(ValueError, match=r"^--intervals must be >= 1, got 0$"):
+        FpsOptions(intervals=(1, 0))
+    with pytest.raises(ValueError, match=r"^--backends: unknown tensorflow; choose from auto, "):
+        FpsOptions(backends=("tensorflow",))
+    assert fps.main(["--intervals", "1,0"]) == 2
+    assert capsys.readouterr().err == "error: --intervals must be >= 1, got 0\n"
 
 
 def test_macs_match_the_paper_scaling(engines):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from benchmarks.gpu_acceptance import builds, checks, plan, report
-from benchmarks.gpu_acceptance.__main__ import build_parser, run
+from benchmarks.gpu_acceptance.__main__ import AcceptanceOptions, main, run
 from benchmarks.gpu_acceptance.builds import Build, Ledger
 from benchmarks.gpu_acceptance.context import Context, TimedOut, read_video
 from benchmarks.gpu_acceptance.plan import Machine, Outcome
@@ -284,7 +284,7 @@ def test_a_run_replans_before_each_check_and_reports_a_timeout(tmp_path, monkeyp
     monkeypatch.setitem(checks.RUNNERS, "pytest-gpu", late)
     lines: list[str] = []
     out = tmp_path / "out"
-    assert run(build_parser().parse_args(["--out", str(out), "--budget", "2000"]), log=lines.append) == 5
+    assert run(AcceptanceOptions(out, budget=2000), log=lines.append) == 5
     assert lines[-2].startswith("acceptance: TIMEOUT (5 passed, 0 failed, 1 timed out, 1 skipped): pytest-gpu ran out "
                                 "of time (not a verdict on the code) in ") and lines[-2].endswith("exit status 5")
     assert (out / "acceptance.log").read_text() == "".join(line + "\n" for line in lines)
@@ -364,7 +364,7 @@ def test_a_lent_machine_without_gpu_pyav_or_shared_data_gives_nothing_run(tmp_pa
 
 def test_a_clip_that_is_not_there_stops_in_one_line_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "out"
-    assert run(build_parser().parse_args(["--out", str(out), "--clip", str(tmp_path / "missing.mp4")])) == 2
+    assert main(["--out", str(out), "--clip", str(tmp_path / "missing.mp4")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == f"error: --clip {tmp_path / 'missing.mp4'} is not a file; omit --clip to use the real frames shipped in gsvnet/samples"
     assert not out.exists()

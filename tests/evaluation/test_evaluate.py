@@ -3,7 +3,9 @@ Cityscapes protocol on small synthetic trees written here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image
 
 from gsvnet import GSVNet, GSVNetConfig, save_checkpoint
 from evaluation import evaluate
+from evaluation.options import CamVidOptions, CamVidSequenceOptions, CityscapesOptions, VideoOptions
 from gsvnet.datasets.cityscapes import LABEL_TO_TRAIN_ID, find_snippets
 from training.keyframe import camvid_config
 
@@ -80,7 +83,7 @@ def test_cityscapes_protocol_on_a_synthetic_tree(tmp_path, rng, monkeypatch):
     assert sorted(s.frame for s in snippets) == [19, 49] and len(skipped) == 1
     monkeypatch.setattr(evaluate, "make_stepper", lambda args, ckpt, variant="full": evaluate.Runner(ChannelStepper(), None, "fake", []))
     ckpt = save_checkpoint(tmp_path / "cs.pt", GSVNet(GSVNetConfig(num_classes=19)))
-    section = evaluate.main(["cityscapes", "--root", str(root), "--checkpoint", str(ckpt), "--json", str(tmp_path / "a.json")])
+    section = evaluate.run(CityscapesOptions(root=root, checkpoint=ckpt, json=tmp_path / "a.json"))
     result = section["cityscapes"]
     assert result["snippets"] == 2 and result["skipped"] == 1
     # keyframe at 20-l predicts that frame's labels (the truth shifted by l columns), held to frame 20
@@ -101,8 +104,8 @@ def test_cityscapes_cli_with_a_real_network(tmp_path, rng):
     root = tmp_path / "cityscapes"
     write_cityscapes(root, rng)
     ckpt = save_checkpoint(tmp_path / "cs.pt", GSVNet(GSVNetConfig(num_classes=19)))
-    result = evaluate.main(["cityscapes", "--root", str(root), "--checkpoint", str(ckpt), "--limit", "1",
-                            "--max-distance", "2", "--json", str(tmp_path / "b.json")])["cityscapes"]
+    result = evaluate.run(CityscapesOptions(root=root, checkpoint=ckpt, limit=1, max_distance=2,
+                                            json=tmp_path / "b.json"))["cityscapes"]
     assert set(result["min"]) == {"1", "2"} and set(result["miou_by_distance"]) == {"0", "1", "2"}
 
 
@@ -112,8 +115,7 @@ def test_camvid_scores_a_perfect_stepper_near_one_and_merges_json(tmp_path, rng,
     out = tmp_path / "acc.json"
     out.write_text(json.dumps({"video": {"kept": True}}))
     monkeypatch.setattr(evaluate, "make_stepper", lambda args, ckpt, variant="full": evaluate.Runner(ColourStepper(), None, "fake", list(camvid_config("swiftnet_r18").class_names)))
-    result = evaluate.main(["camvid", "--data", str(data), "--size", "64", "80", "--checkpoint", str(ckpt),
-                            "--json", str(out)])["camvid"]
+    result = evaluate.run(CamVidOptions(data=data, size=(64, 80), checkpoint=ckpt, json=out))["camvid"]
     # block borders blend colours (so rare stray classes score 0 there), interiors are exact
     assert result["images"] == 3 and result["pixel_accuracy"] > 0.95
     assert np.nanmedian(list(result["iou"].values())) > 0.9
@@ -125,8 +127,7 @@ def test_camvid_scores_a_perfect_stepper_near_one_and_merges_json(tmp_path, rng,
 def test_camvid_with_the_torch_reference(tmp_path, rng):
     data = write_camvid_tree(tmp_path / "camvid", rng, {"test": 2}, size=(64, 80))
     ckpt = save_checkpoint(tmp_path / "kf.pt", GSVNet(camvid_config("swiftnet_r18")))
-    result = evaluate.main(["camvid", "--data", str(data), "--size", "64", "80", "--checkpoint", str(ckpt),
-                            "--json", str(tmp_path / "c.json")])["camvid"]
+    result = evaluate.run(CamVidOptions(data=data, size=(64, 80), checkpoint=ckpt, json=tmp_path / "c.json"))["camvid"]
     assert result["backend"].startswith("torch-reference") and result["label_size"] == [64, 80]
     # the same model's labels scored by hand: mean IoU over the classes present, void (11) ignored
     from gsvnet import load_checkpoint
@@ -146,9 +147,8 @@ def test_video_protocol_on_a_static_clip(tmp_path, rng):
     frame = moving_texture(rng, 1, (64, 96))[0]
     video = write_video(tmp_path / "still.mp4", np.repeat(frame[None], 12, axis=0))
     ckpt = save_checkpoint(tmp_path / "kf.pt", GSVNet(camvid_config("swiftnet_r18")))
-    section = evaluate.main(["video", "--video", str(video), "--size", "64", "96", "--checkpoint", str(ckpt),
-                             "--no-intra-checkpoint", str(ckpt), "--max-distance", "3", "--holdout", "0.5",
-                             "--json", str(tmp_path / "v.json")])["video_still"]
+    section = evaluate.run(VideoOptions(video=video, size=(64, 96), checkpoint=ckpt, no_intra_checkpoint=ckpt,
+                                        max_distance=3, holdout=0.5, json=tmp_path / "v.json"))["video_still"]
     assert section["heldout_frames"] == [6, 12] and section["scored_frames"] == [9, 12]
     rows = section["rows"]
     assert list(rows) == ["gsvnet", "without_intra", "warp_only", "hold"]
@@ -181,8 +181,9 @@ def test_camvid_sequence_scores_every_distance_against_ground_truth(tmp_path, rn
     ckpt = save_checkpoint(tmp_path / "kf.pt", GSVNet(camvid_config("swiftnet_r18")))
     monkeypatch.setattr(evaluate, "make_stepper", lambda args, ckpt, variant="full": evaluate.Runner(
         ColourStepper(), None, "fake", list(camvid_config("swiftnet_r18").class_names)))
-    section = evaluate.main(["camvid-sequence", "--data", str(tmp_path / "camvid"), "--size", "48", "64", "--checkpoint",
-                             str(ckpt), "--max-distance", "3", "--json", str(tmp_path / "s.json")])["camvid_sequence"]
+    options = CamVidSequenceOptions(data=tmp_path / "camvid", size=(48, 64), checkpoint=ckpt, max_distance=3,
+                                    json=tmp_path / "s.json")
+    section = evaluate.run(options)["camvid_sequence"]
     # second half of 16 frames: 8..15, all with 3 frames before them
     assert section["half"] == "second" and section["targets"] == 8 and section["frames"] == ["seq_0008", "seq_0015"]
     rows = section["rows"]
@@ -195,8 +196,7 @@ def test_camvid_sequence_scores_every_distance_against_ground_truth(tmp_path, rn
     assert rows["gsvnet"]["miou_by_distance"]["0"] == 1.0 > rows["gsvnet"]["miou_by_distance"]["3"]
     assert rows["gsvnet"]["avg"]["2"] == pytest.approx(np.mean([rows["gsvnet"]["miou_by_distance"][d] for d in "01"]))
     assert rows["gsvnet"]["min"]["3"] == rows["gsvnet"]["miou_by_distance"]["2"]
-    first = evaluate.main(["camvid-sequence", "--data", str(tmp_path / "camvid"), "--size", "48", "64", "--checkpoint",
-                           str(ckpt), "--max-distance", "3", "--half", "first", "--json", str(tmp_path / "s.json")])
+    first = evaluate.run(dataclasses.replace(options, half="first"))
     assert first["camvid_sequence"]["frames"] == ["seq_0003", "seq_0007"]  # 0..7 with 3 frames before them
 
 
@@ -209,10 +209,8 @@ def test_camvid_same_miou_through_pytorch_and_onnxruntime(tmp_path, rng, engines
     size = manifest.frame_size
     data = write_camvid_tree(tmp_path / "camvid", rng, {"test": 3}, size=size)
     checkpoint = manifest.file(manifest.data["checkpoint"]["file"])
-    ref = evaluate.main(["camvid", "--data", str(data), "--size", *map(str, size), "--checkpoint", str(checkpoint),
-                         "--json", str(tmp_path / "r.json")])["camvid"]
-    (_, ort), = evaluate.main(["camvid", "--data", str(data), "--backend", "onnxruntime", "--engines", str(engines),
-                               "--json", str(tmp_path / "o.json")]).items()
+    ref = evaluate.run(CamVidOptions(data=data, size=size, checkpoint=checkpoint, json=None))["camvid"]
+    (_, ort), = evaluate.run(CamVidOptions(data=data, backend="onnxruntime", engines=engines, json=None)).items()
     assert abs(ref["miou"] - ort["miou"]) < 1e-3 and abs(ref["pixel_accuracy"] - ort["pixel_accuracy"]) < 1e-3
     assert ref["miou"] > 0.0  # random weights still predict some classes: the comparison is not of two zeros
 
@@ -220,7 +218,7 @@ def test_camvid_same_miou_through_pytorch_and_onnxruntime(tmp_path, rng, engines
 def test_evaluate_through_a_runtime_backend(tmp_path, rng, engines):
     data = write_camvid_tree(tmp_path / "camvid", rng, {"test": 2}, size=(64, 80))
     section = evaluate.main(["camvid", "--data", str(data), "--backend", "onnxruntime", "--engines", str(engines),
-                             "--json", str(tmp_path / "e.json")])
+                             "--json", str(tmp_path / "e.json")])  # the command line, as a user runs it
     (key, result), = section.items()
     # the engines' size, not the labels', and the backend: never overwrites the reference's section
     assert key == f"camvid_{result['frame_size'][0]}x{result['frame_size'][1]}_onnxruntime"
@@ -245,3 +243,23 @@ def test_sections_name_the_backend_and_an_int8_keyframe_graph():
     fp32 = evaluate.Runner(None, (8, 8), "", [], "onnxruntime")
     int8 = evaluate.Runner(None, (8, 8), "", [], "onnxruntime", True)
     assert (reference.section_suffix, fp32.section_suffix, int8.section_suffix) == ("", "_onnxruntime", "_onnxruntime_int8")
+
+
+def test_the_command_line_fills_each_commands_typed_options(tmp_path):
+    from runtime.errors import UserError
+
+    assert evaluate.parse_options(["camvid"]) == CamVidOptions()
+    assert evaluate.parse_options(["cityscapes", "--root", "cs", "--json", ""]) == CityscapesOptions(root="cs", json=None)
+    options = CamVidSequenceOptions(data=tmp_path / "camvid data", size=(48, 64), checkpoint=tmp_path / "m.pt",
+                                    max_distance=3, half="first", backend="onnxruntime", engines=tmp_path / "e", json=None)
+    words = shlex.split(options.command_line())
+    assert words[:4] == ["python", "-m", "evaluation", "camvid-sequence"]
+    assert evaluate.parse_options(words[3:]) == options
+    video = VideoOptions(holdout=0.5, no_intra_checkpoint="n.pt", threads=0)
+    assert evaluate.parse_options(shlex.split(video.command_line())[3:]) == video
+    for bad, needle in (({"size": (64, 81)}, "size 64x81: height and width must be multiples of 8"),
+                        ({"threads": -1}, "--threads must be >= 0, got -1"),
+                        ({"backend": "tensorflow"}, "--backend must be torch-reference or one of auto, "),
+                        ({"split": "dev"}, "--split must be train, val or test, got 'dev'")):
+        with pytest.raises(UserError, match="^" + needle):
+            CamVidOptions(**bad)

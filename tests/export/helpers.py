@@ -3,21 +3,21 @@ entries, engine files and engine entries made by the builder's own entry functio
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from engine_format.compat import ENGINE_STAGES, PLUGINS_DIR, TensorRTEnvironment, plugin_sources_sha256
 from engine_format.manifest import FORMAT, VERSION, Manifest, sha256_file
 from engine_format.stages import stage_table
+from export import BuildOptions
 from export.tensorrt_build import builder_settings, engine_entry, engine_request
 from tests.conftest import ENGINE_SIZE
 
 HERE = TensorRTEnvironment("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", compiler=True)
 
 
-def build_args(**overrides) -> argparse.Namespace:
-    values = {"max_batch": 4, "opt_level": 3, "version_compatible": False}
-    return argparse.Namespace(**{**values, **overrides})
+def build_args(**overrides) -> BuildOptions:
+    """The build's options with ``overrides`` (the rest at the command line's defaults)."""
+    return BuildOptions(**overrides)
 
 
 def _graph_entry(folder: Path, name: str, spec) -> dict:

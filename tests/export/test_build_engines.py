@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export import build_engines
+from export import BuildOptions, build, build_engines, builder
 from engine_format.manifest import ManifestError, load_manifest, sha256_file
 from engine_format.stages import ALL_STAGES, random_inputs, stage_table
 from gsvnet.stages import stage_functions
@@ -76,14 +76,14 @@ def test_verification_detects_a_graph_that_differs(engines):
 
 def test_rerun_reuses_force_rebuilds_and_a_stale_graph_is_rebuilt(tmp_path):
     out = tmp_path / "eng"
-    args = ["--random-weights", "--num-classes", "5", "--out", str(out), "--size", "32x64", "--backend", "onnx", "--seed", "3"]
-    build = lambda *extra: _build(args + list(extra))  # noqa: E731
-    first = build()
+    options = dict(random_weights=True, num_classes=5, out=out, size=(32, 64), backend="onnx", seed=3)
+    again_with = lambda **extra: _build(BuildOptions(**options, **extra))  # noqa: E731
+    first = again_with()
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    again = build()  # same weights, config, size, opset: nothing is written
+    again = again_with()  # same weights, config, size, opset: nothing is written
     assert any("up to date" in m for m in again) and not any(m.startswith("wrote") for m in again)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
-    forced = build("--force")  # everything exported and verified again, files rewritten
+    forced = again_with(force=True)  # everything exported and verified again, files rewritten
     assert not any("up to date" in m for m in forced) and any(m.startswith("wrote 8 graphs") for m in forced)
     assert sum("ok" in m for m in forced) == sum("ok" in m for m in first) == 8
     rewritten = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -93,28 +93,29 @@ def test_rerun_reuses_force_rebuilds_and_a_stale_graph_is_rebuilt(tmp_path):
     (out / "flow.onnx").write_bytes(b"garbage")
     with pytest.raises(ManifestError, match="does not match the sha256"):
         load_manifest(out, needed_graphs=("flow",))
-    stale = build()
+    stale = again_with()
     assert not any("up to date" in m for m in stale) and any(m.startswith("wrote") for m in stale)
     onnx.checker.check_model(onnx.load(str(out / "flow.onnx")), full_check=True)
     assert load_manifest(out, needed_graphs=ALL_STAGES).graphs["flow"]["sha256"] == sha256_file(out / "flow.onnx")
 
 
-def _build(argv: list[str]) -> list[str]:
+def _build(options: BuildOptions) -> list[str]:
     messages: list[str] = []
-    build_engines.build(build_engines.build_parser().parse_args(argv), log=messages.append)
+    manifest = build(options, log=messages.append)
+    assert manifest.folder == options.out and manifest.data["command"] == options.command_line()
     return messages
 
 
 def test_failed_verification_writes_no_manifest(tmp_path, monkeypatch):
     from export import verify
+    from export.build_errors import BuildError
 
     monkeypatch.setattr(verify, "ATOL", -1.0)  # nothing can pass
-    args = build_engines.build_parser().parse_args(
-        ["--random-weights", "--out", str(tmp_path / "e"), "--size", "32x32", "--backend", "onnx"])
-    monkeypatch.setattr(build_engines, "custom_op_transform", lambda mode, radius: None)
-    monkeypatch.setattr(build_engines, "STAGES", ("intra",))
-    with pytest.raises(build_engines.BuildError, match="intra"):
-        build_engines.build(args, log=lambda m: None)
+    options = BuildOptions(random_weights=True, out=tmp_path / "e", size=(32, 32), backend="onnx")
+    monkeypatch.setattr(builder, "custom_op_transform", lambda mode, radius: None)
+    monkeypatch.setattr(builder, "STAGES", ("intra",))
+    with pytest.raises(BuildError, match="intra"):
+        build(options, log=lambda m: None)
     assert not (tmp_path / "e" / "manifest.json").exists()
     assert not (tmp_path / "e" / "intra.onnx").exists()
 
@@ -174,14 +175,14 @@ def test_custom_op_graphs_are_gsvnet_nodes_with_function_bodies(engines):
 def test_a_tensorrt_failure_leaves_a_working_onnx_folder_and_one_line(tmp_path, monkeypatch, capsys, backend, status):
     """TensorRT importable but failing (no GPU here): the FP32 graphs, their verification set and
     the manifest are written first, the reason is one line and recorded; --backend tensorrt exits 2."""
-    from export import build_engines, tensorrt_build
+    from export import tensorrt_build
     from export.build_errors import BuildError
     from engine_format.manifest import load_manifest
 
     def fail(manifest, model, args, log):
         raise BuildError("no usable CUDA GPU for TensorRT (CUDA initialization failure)")
 
-    monkeypatch.setattr(build_engines, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(builder, "tensorrt_available", lambda: True)
     monkeypatch.setattr(tensorrt_build, "build_tensorrt_engines", fail)
     out = tmp_path / "eng"
     code = build_engines.main(["--random-weights", "--num-classes", "5", "--size", "32x64", "--out", str(out),

@@ -17,7 +17,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from export import build_engines, graphs, quantize, tensorrt_build
+from export import BuildOptions, build, builder, graphs, quantize, tensorrt_build
 from export.build_errors import BuildError
 from engine_format.manifest import FORMAT, VERSION, Manifest, sha256_file
 from export.onnx_export import export_stage
@@ -197,18 +197,17 @@ def test_fp16_gate_passes_the_flow_graph_unperturbed(tmp_path):
     assert len(lines) == 1 and lines[0].endswith("ok"), lines
 
 
-# ---- FP32 export verification (export/build_engines.py, export/verify.py) ---------------------
+# ---- FP32 export verification (export/builder.py, export/verify.py) ---------------------------
 
 def test_export_verification_refuses_a_stage_with_one_perturbed_weight(tmp_path, monkeypatch):
     """One weight tensor of the exported intra graph 1% larger: beyond the 1e-4 tolerance, the
     build stops naming that stage only, and no manifest or graph file is written."""
     changed = perturb_export(monkeypatch, "intra", lambda w: 1.01 * w)
-    monkeypatch.setattr(build_engines, "STAGES", ("flow", "intra"))  # only two stages, for time
-    args = build_engines.build_parser().parse_args(
-        ["--random-weights", "--num-classes", "5", "--out", str(tmp_path / "eng"), "--size", "32x64", "--backend", "onnx"])
+    monkeypatch.setattr(builder, "STAGES", ("flow", "intra"))  # only two stages, for time
+    options = BuildOptions(random_weights=True, num_classes=5, out=tmp_path / "eng", size=(32, 64), backend="onnx")
     lines: list[str] = []
     with pytest.raises(BuildError) as info:
-        build_engines.build(args, log=lines.append)
+        build(options, log=lines.append)
     assert changed
     assert one_line(info.value) == ("onnxruntime disagrees with PyTorch beyond tolerance for: intra (see the lines above); "
                                     "no manifest was written")

@@ -4,7 +4,6 @@ engines needs TensorRT and a GPU: tests/runtime/test_gpu_backends.py."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import types
 
@@ -12,7 +11,7 @@ import onnx
 import pytest
 import torch
 
-from export import tensorrt_build
+from export import BuildOptions, tensorrt_build
 from export.build_errors import BuildError
 from engine_format.manifest import FORMAT, VERSION, Manifest, read_manifest
 from engine_format.stages import stage_table
@@ -96,7 +95,7 @@ def test_profiles_cover_batch_1_to_max_optimised_for_1():
 
 
 def test_settings_that_change_an_engine():
-    args = argparse.Namespace(max_batch=4, opt_level=5, version_compatible=True)
+    args = BuildOptions(max_batch=4, opt_level=5, version_compatible=True)
     assert tensorrt_build.builder_settings(args, True, "aot") == {
         "max_batch": 4, "opt_batch": 1, "opt_level": 5, "version_compatible": True, "typing": "strongly-typed",
         "plugin_mode": "aot"}
@@ -109,7 +108,7 @@ def test_without_tensorrt_the_build_stops_in_one_line(tmp_path):
         pytest.skip("TensorRT is importable here")
     except Exception:
         pass
-    args = argparse.Namespace(max_batch=4, opt_level=3, version_compatible=False, force=False, timing_cache=None)
+    args = BuildOptions()
     with pytest.raises(BuildError) as info:
         tensorrt_build.build_tensorrt_engines(_manifest(tmp_path / "eng"), _model(), args, print)
     assert "TensorRT is not importable" in str(info.value) and "\n" not in str(info.value)
@@ -141,7 +140,7 @@ def _fake_tensorrt_build(monkeypatch, tmp_path, fail_once: set, capability: str 
         return manifest.data["graphs_fp16"]
 
     monkeypatch.setattr(tensorrt_build, "export_fp16_graphs", graphs)
-    args = argparse.Namespace(max_batch=4, opt_level=3, version_compatible=False, force=False, timing_cache=None)
+    args = BuildOptions()
     return lambda: tensorrt_build.build_tensorrt_engines(_manifest(tmp_path / "eng"), None, args, print)
 
 

@@ -1,11 +1,11 @@
-"""The CPU budget: which thread counts the plan picks from measured times, and the calibration file."""
+"""The CPU budget: which thread counts the plan picks from measured times, and the tuning file."""
 
 from __future__ import annotations
 
 import json
 
 from engine_format.manifest import STAGES, load_manifest
-from runtime.calibration import FILE, stage_timings, thread_plan
+from runtime.tuning import FILE, stage_timings, thread_plan
 from runtime.threads import candidate_counts, codec_threads, fastest, plan_threads
 
 SMALL = [s for s in STAGES if s != "keyframe"]
@@ -62,23 +62,23 @@ def _copy_engines(engines, tmp_path):
     return load_manifest(folder)
 
 
-def test_calibration_is_measured_once_and_kept_beside_the_engines(engines, tmp_path):
+def test_tuning_is_measured_once_and_kept_beside_the_engines(engines, tmp_path):
     manifest = _copy_engines(engines, tmp_path)
     lines: list[str] = []
     timings, where = stage_timings(manifest, 2, log=lines.append)
-    assert "measured now" in where and any("calibrating" in line for line in lines)
+    assert "measured now" in where and any("tuning the threads" in line for line in lines)
     assert set(timings) == set(STAGES) - {"labels"}  # the labels of half-pixel models come from NumPy
     assert all(set(v) == {1, 2} and min(v.values()) > 0 for v in timings.values())
     data = json.loads((manifest.folder / FILE).read_text())
     assert data["machine"]["cores"] >= 1 and set(data["machine"]["graphs"]) == set(timings)
     lines.clear()
     again, where = stage_timings(manifest, 2, log=lines.append)
-    assert again == timings and not lines and "calibration of" in where  # reused, nothing measured
+    assert again == timings and not lines and "tuning of" in where  # reused, nothing measured
     _, where = stage_timings(manifest, 2, remeasure=True, log=lines.append)
-    assert "measured now" in where  # --calibrate
+    assert "measured now" in where  # --tune
 
 
-def test_calibration_of_other_graphs_is_not_reused(engines, tmp_path):
+def test_tuning_of_other_graphs_is_not_reused(engines, tmp_path):
     manifest = _copy_engines(engines, tmp_path)
     stage_timings(manifest, 1, log=lambda m: None)
     path = manifest.folder / FILE
@@ -87,17 +87,17 @@ def test_calibration_of_other_graphs_is_not_reused(engines, tmp_path):
     path.write_text(json.dumps(data))
     lines: list[str] = []
     stage_timings(manifest, 1, log=lines.append)
-    assert any("calibrating" in line for line in lines)
+    assert any("tuning the threads" in line for line in lines)
 
 
 def test_unwritable_engines_folder_still_gets_a_plan(engines, tmp_path, monkeypatch):
-    from runtime import calibration
+    from runtime import tuning
 
     def refuse(path, payload):
         raise PermissionError(13, "Permission denied")
 
     manifest = _copy_engines(engines, tmp_path)
-    monkeypatch.setattr(calibration, "write_json_atomic", refuse)
+    monkeypatch.setattr(tuning, "write_json_atomic", refuse)
     plan = thread_plan("onnxruntime", manifest, 2, log=lambda m: None)
     assert "not kept" in plan.source and "Permission denied" in plan.source and not (manifest.folder / FILE).exists()
     assert plan.keyframe_workers == 2 and set(plan.stage_threads) == set(STAGES)

@@ -20,6 +20,14 @@ from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from runtime.errors import UserError
 from runtime.loading import load_backend
 from tests.conftest import run_module
+from tests.runtime.cpu_timings import fake_cpu_timings
+
+
+@pytest.fixture(autouse=True)
+def onnxruntime_measured_fastest(monkeypatch) -> None:
+    """``auto`` takes the CPU engine measured fastest; here that is onnxruntime, whatever this
+    machine would measure (tests/runtime/test_cpu_choice.py tests the choice itself)."""
+    fake_cpu_timings(monkeypatch, {"onnxruntime": 1.0, "openvino": 2.0})
 
 
 @pytest.fixture
@@ -109,7 +117,8 @@ class PerturbedScores(OnnxRuntimeBackend):
 
 
 def test_a_gpu_backend_with_wrong_scores_makes_auto_fall_back_with_one_line(folder, monkeypatch):
-    fake = BackendEntry("tensorrt", lambda m: None, lambda m, threads, profile, plan: PerturbedScores(m), gpu=True)
+    fake = BackendEntry("tensorrt", lambda m: None, lambda m, threads, profile, plan, precision: PerturbedScores(m),
+                        gpu=True)
     monkeypatch.setitem(backends.REGISTRY, "tensorrt", fake)
     lines: list[str] = []
     loaded = load_backend("auto", load_manifest(folder), log=lines.append)
@@ -162,7 +171,8 @@ class KernelDisagrees(OnnxRuntimeBackend):
 
 
 def test_a_kernel_that_disagrees_with_the_reference_ops_fails_verification(folder, monkeypatch):
-    fake = BackendEntry("torch-cuda", lambda m: None, lambda m, threads, profile, plan: KernelDisagrees(m), gpu=True)
+    fake = BackendEntry("torch-cuda", lambda m: None, lambda m, threads, profile, plan, precision: KernelDisagrees(m),
+                        gpu=True)
     monkeypatch.setitem(backends.REGISTRY, "torch-cuda", fake)
     lines: list[str] = []
     loaded = load_backend("auto", load_manifest(folder), log=lines.append)

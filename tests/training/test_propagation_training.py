@@ -149,7 +149,7 @@ def test_student_with_a_wider_intra_net_keeps_every_other_weight():
 
 def test_intra_channels_flag_refuses_a_non_positive_width(capsys):
     with pytest.raises(SystemExit) as e:
-        propagation.parse_args(["--checkpoint", "x.pt", "--intra-channels", "0"])
+        propagation.main(["--checkpoint", "x.pt", "--intra-channels", "0"])
     assert e.value.code == 2
     assert "--intra-channels: must be >= 1, got 0" in capsys.readouterr().err
 
@@ -187,6 +187,7 @@ def test_device_choice(monkeypatch):
 def test_selection_equals_the_camvid_sequence_command_on_the_first_half(tmp_path, rng):
     """The trainer's cached selection protocol gives what `evaluation.evaluate camvid-sequence --half first` gives."""
     from evaluation import evaluate
+    from evaluation.options import CamVidSequenceOptions
     from training.selection import SelectionSet
 
     from tests.evaluation.test_evaluate import write_val_sequence
@@ -195,8 +196,8 @@ def test_selection_equals_the_camvid_sequence_command_on_the_first_half(tmp_path
     model = GSVNet(camvid_config("swiftnet_r18")).eval()
     ckpt = save_checkpoint(tmp_path / "m.pt", model)
     model, _ = load_checkpoint(ckpt)
-    command = evaluate.main(["camvid-sequence", "--data", str(tmp_path / "camvid"), "--half", "first", "--size", "48", "64",
-                             "--checkpoint", str(ckpt), "--max-distance", "3", "--json", str(tmp_path / "e.json")])
+    command = evaluate.run(CamVidSequenceOptions(data=tmp_path / "camvid", half="first", size=(48, 64), checkpoint=ckpt,
+                                                 max_distance=3, json=tmp_path / "e.json"))
     selection = SelectionSet.prepare(model, load_split(tmp_path / "camvid", "val"), (48, 64), 3, "first")
     cached = selection.evaluate(model, 3)
     expected = command["camvid_sequence"]["rows"]["gsvnet"]

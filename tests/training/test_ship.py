@@ -3,7 +3,6 @@ net that loses), writes weights + provenance otherwise."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -98,7 +97,7 @@ def test_refuses_a_real_net_that_loses_to_plain_warping(tmp_path, rng):
     image = np.zeros((*size, 3), np.uint8)
     selection = SelectionSet([LabelledFrame(f"{t:03d}", image, label) for t in range(frames)], small, scores,
                              targets=[4, 5])  # the first half's frames with 4 before them
-    record = selection_record(model, selection, argparse.Namespace(max_interval=4), step=1, shares=[])
+    record = selection_record(model, selection, max_interval=4, step=1, shares=[])
     ours, warp = record["gsvnet"]["miou_by_distance"], record["warp_only"]["miou_by_distance"]
     assert all(ours[d] < warp[d] - 0.3 for d in ("1", "2", "3", "4")), (ours, warp)  # it really loses
     loser = save_checkpoint(tmp_path / "loser.pt", model, {"selection": record})

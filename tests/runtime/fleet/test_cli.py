@@ -114,3 +114,22 @@ def test_ctrl_c_stops_the_job_and_leaves_no_partial_file(engines, tmp_path):
     assert summary["status"] == "stopped" and summary["videos"][0]["status"] == "stopped"
     time.sleep(1.0)
     assert not _session_processes(proc.pid), "Ray processes outlived the job"
+
+
+def test_the_command_line_fills_the_typed_options(tmp_path):
+    from runtime.errors import UserError
+    from runtime.fleet.cli import parse_options
+    from runtime.fleet.options import FleetOptions
+
+    out = tmp_path / "out"
+    assert parse_options(["--videos", "a.mp4", "--out-dir", str(out)]) == FleetOptions(videos=["a.mp4"], out_dir=out)
+    argv = ["--videos", "a.mp4", "clips/*.mp4", "--out-dir", str(out), "--labels", "--interval", "3", "--workers", "2",
+            "--cpus-per-worker", "0.5", "--retries", "0", "--no-progress", "--backend", "onnxruntime"]
+    assert parse_options(argv) == FleetOptions(videos=["a.mp4", "clips/*.mp4"], out_dir=out, labels=True, interval=3,
+                                               workers=2, cpus_per_worker=0.5, retries=0, progress=False,
+                                               backend="onnxruntime")
+    for bad, line in (({"interval": 0}, "--interval must be >= 1, got 0"),
+                      ({"cpus_per_worker": 0.0}, "--cpus-per-worker must be > 0, got 0.0"),
+                      ({"backend": "cuda"}, "--backend must be one of auto, ")):
+        with pytest.raises(UserError, match="^" + line):
+            FleetOptions(videos=["a.mp4"], out_dir=out, **bad)

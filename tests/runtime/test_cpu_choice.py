@@ -1,0 +1,151 @@
+"""``--backend auto`` on a CPU: the engine and precision measured fastest here among those that
+keep the FP32 results (runtime/tuning.py ``choose_cpu``), with fake timings and guards so the test,
+not this machine, decides what is fast and what is accurate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from engine_format.manifest import load_manifest
+from runtime import tuning
+from runtime.backends import openvino_backend
+from runtime.loading import load_backend
+from runtime.threads import plan_threads
+from runtime.tuning import GRID_AGREEMENT, LABEL_AGREEMENT, Candidate, Guard, choose_cpu, frame_cost, rank
+from tests.runtime.cpu_timings import fake_cpu_timings
+from tests.requirements import require_module
+
+OV_F32, OV_BF16, ORT_F32 = Candidate("openvino", "f32"), Candidate("openvino", "bf16"), Candidate("onnxruntime", "f32")
+
+
+@pytest.fixture
+def folder(engines, tmp_path):
+    """A private copy of the random-weight engines (its tuning.json is this test's own)."""
+    require_module("openvino", "the openvino backend is one of the package's CPU backends")
+    out = tmp_path / "eng"
+    shutil.copytree(engines, out, ignore=shutil.ignore_patterns("verified.json", "tuning.json",
+                                                                openvino_backend.CACHE))
+    return out
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """A CPU on which OpenVINO computes bf16 natively, whatever this one has."""
+    monkeypatch.setattr(openvino_backend, "cpu_capabilities", lambda: ("FP32", "BF16", "INT8"))
+
+
+def fake_guards(monkeypatch, guards: dict[str, Guard]) -> list[str]:
+    """``measure_guard`` returns ``guards[candidate name]``; returns the names it was asked for."""
+    asked: list[str] = []
+    monkeypatch.setattr(tuning, "reference_results", lambda manifest: {"frames": None})
+
+    def measure(manifest, candidate, reference):
+        asked.append(candidate.name)
+        return guards[candidate.name]
+
+    monkeypatch.setattr(tuning, "measure_guard", measure)
+    return asked
+
+
+GOOD, BAD = Guard(0.999, [1.0, 0.999, 0.995, 0.99]), Guard(0.97, [0.99, 0.96, 0.95, 0.95])
+
+
+def test_the_guard_needs_both_the_grid_and_every_frame_of_the_interval():
+    assert Guard(GRID_AGREEMENT, [LABEL_AGREEMENT] * 4).passed
+    assert not Guard(GRID_AGREEMENT - 1e-3, [1.0] * 4).passed
+    assert not Guard(1.0, [1.0, 1.0, LABEL_AGREEMENT - 1e-3, 1.0]).passed  # one frame is enough to fail
+    assert not Guard(1.0, [1.0], why_not="no verification set").passed
+
+
+def test_frame_cost_weighs_a_keyframe_step_once_per_interval():
+    stages = ["keyframe", "downsample", "flow", "warp", "intra", "guide", "filter", "labels"]
+    timings = {s: {1: 1.0, 2: 1.0} for s in stages}
+    timings["keyframe"] = {1: 40.0, 2: 30.0}
+    plan = plan_threads(2, stages, timings, "test")
+    per_step = {s: timings[s][plan.stage_threads[s]] * plan.stage_threads[s] for s in stages}  # CPU-ms
+    keyframe = per_step["keyframe"]
+    propagation = sum(per_step[s] for s in tuning.PROPAGATION)
+    assert frame_cost(timings, plan, 4) == pytest.approx((keyframe + per_step["downsample"] + 3 * propagation) / 4)
+    assert frame_cost(timings, plan, 1) == pytest.approx(keyframe + per_step["downsample"])
+
+
+def test_rank_never_takes_a_precision_that_fails_its_guard_unless_nothing_passes():
+    costs = {OV_BF16: 1.0, OV_F32: 2.0, ORT_F32: 3.0}
+    order, left_out = rank(costs, {OV_BF16: BAD})
+    assert order == [OV_F32, ORT_F32] and len(left_out) == 1 and "openvino bf16 failed the accuracy guard" in left_out[0]
+    order, _ = rank(costs, {OV_BF16: GOOD})
+    assert order == [OV_BF16, OV_F32, ORT_F32]
+    order, left_out = rank({OV_BF16: 1.0}, {OV_BF16: BAD}, "only bf16 here")
+    assert order == [OV_BF16] and "none passes" in left_out[-1] and "only bf16 here" in left_out[-1]
+
+
+def test_auto_takes_the_fastest_precision_that_passes_its_guard(folder, monkeypatch, bf16_cpu):
+    fake_cpu_timings(monkeypatch, {"onnxruntime f32": 3.0, "openvino f32": 2.0, "openvino bf16": 1.0})
+    asked = fake_guards(monkeypatch, {"openvino bf16": GOOD})
+    lines: list[str] = []
+    order, _ = choose_cpu(load_manifest(folder), 2, 4, log=lines.append)
+    assert order[0] == OV_BF16 and asked == ["openvino bf16"]
+    choice = [line for line in lines if line.startswith("CPU choice:")]
+    assert len(choice) == 1 and "openvino bf16" in choice[0] and "accuracy guard passed" in choice[0]
+    kept = json.loads((folder / tuning.FILE).read_text())
+    assert kept["choice"]["first"] == "openvino bf16" and kept["guards"]["openvino bf16"]["passed"]
+    assert set(kept["engines"]) == {"onnxruntime f32", "openvino f32", "openvino bf16"}
+
+
+def test_a_faster_precision_that_fails_its_guard_is_left_out_with_the_reason(folder, monkeypatch, bf16_cpu):
+    fake_cpu_timings(monkeypatch, {"onnxruntime f32": 3.0, "openvino f32": 2.0, "openvino bf16": 1.0})
+    fake_guards(monkeypatch, {"openvino bf16": BAD})
+    lines: list[str] = []
+    order, left_out = choose_cpu(load_manifest(folder), 2, 4, log=lines.append)
+    assert order == [OV_F32, ORT_F32]
+    assert any("openvino bf16 failed the accuracy guard" in clause and "97.00%" in clause for clause in left_out)
+    assert "openvino f32" in lines[-1] and "failed the accuracy guard" in lines[-1]
+
+
+def test_a_reduced_precision_slower_than_f32_is_not_even_held_to_the_guard(folder, monkeypatch, bf16_cpu):
+    fake_cpu_timings(monkeypatch, {"onnxruntime f32": 1.0, "openvino f32": 2.0, "openvino bf16": 1.5})
+    asked = fake_guards(monkeypatch, {})
+    order, _ = choose_cpu(load_manifest(folder), 2, 4, log=lambda line: None)
+    assert order[0] == ORT_F32 and OV_BF16 not in order and asked == []
+
+
+def test_the_choice_is_measured_once_and_retune_measures_again(folder, monkeypatch, bf16_cpu):
+    measured = fake_cpu_timings(monkeypatch, {"onnxruntime f32": 3.0, "openvino f32": 2.0, "openvino bf16": 1.0})
+    asked = fake_guards(monkeypatch, {"openvino bf16": GOOD})
+    manifest = load_manifest(folder)
+    choose_cpu(manifest, 2, 4, log=lambda line: None)
+    first = len(measured)
+    assert first > 0 and asked == ["openvino bf16"]
+    order, _ = choose_cpu(manifest, 2, 4, log=lambda line: None)
+    assert order[0] == OV_BF16 and len(measured) == first and asked == ["openvino bf16"]  # all kept
+    choose_cpu(manifest, 2, 4, remeasure=True, log=lambda line: None)
+    assert len(measured) == 2 * first and asked == ["openvino bf16"] * 2
+
+
+def test_a_cpu_without_bf16_chooses_among_f32_engines_and_says_why(folder, monkeypatch):
+    monkeypatch.setattr(openvino_backend, "cpu_capabilities", lambda: ("FP32", "INT8"))
+    measured = fake_cpu_timings(monkeypatch, {"onnxruntime f32": 3.0, "openvino f32": 2.0, "openvino bf16": 0.1})
+    fake_guards(monkeypatch, {})
+    order, _ = choose_cpu(load_manifest(folder), 2, 4, log=lambda line: None)
+    assert order == [OV_F32, ORT_F32] and not any("bf16" in m for m in measured)
+
+
+def test_auto_loads_the_chosen_engine_and_says_it_was_measured_fastest(folder, monkeypatch, bf16_cpu):
+    fake_cpu_timings(monkeypatch, {"onnxruntime f32": 3.0, "openvino f32": 1.0, "openvino bf16": 2.0})
+    fake_guards(monkeypatch, {})
+    loaded = load_backend("auto", load_manifest(folder), threads=2, log=lambda line: None)
+    try:
+        assert loaded.backend.name == "openvino" and loaded.why.startswith("fastest measured CPU engine")
+        assert loaded.verdict.passed
+    finally:
+        loaded.backend.close()
+
+
+def test_a_forced_precision_is_only_compared_across_engines(folder, monkeypatch, bf16_cpu):
+    measured = fake_cpu_timings(monkeypatch, {"onnxruntime f32": 3.0, "openvino f32": 2.0, "openvino bf16": 1.0})
+    asked = fake_guards(monkeypatch, {})
+    order, _ = choose_cpu(load_manifest(folder), 2, 4, precision="f32", log=lambda line: None)
+    assert order == [OV_F32, ORT_F32] and asked == [] and not any("bf16" in m for m in measured)
