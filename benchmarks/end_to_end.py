@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,12 +36,18 @@ BASELINE = ("torch", 1)
 
 @dataclass(frozen=True)
 class Config:
-    """One row of the table: a backend on an engines folder, at some intervals."""
+    """One row of the table: a backend on an engines folder, at some intervals. ``backend`` None:
+    runtime.infer's default (``auto``); ``args``: more runtime.infer flags (``--precision bf16``);
+    ``labels_only``: ``--labels-dir`` instead of ``--out``; ``ceiling``: benchmarks.io_ceiling
+    (decode + resize + overlay encode, no network) instead of runtime.infer."""
 
     name: str  # e.g. "onnxruntime int8"
-    backend: str
+    backend: str | None
     engines: Path
     intervals: tuple[int, ...]
+    args: tuple[str, ...] = ()
+    labels_only: bool = False
+    ceiling: bool = False
 
 
 def load_average() -> list[float]:
@@ -59,13 +66,23 @@ def children_cpu_seconds() -> float:
 
 
 def run_infer(config: Config, interval: int, clip: Path, frames: int, folder: Path) -> dict:
-    """One runtime.infer process; returns its stats with the load average around it."""
-    out, stats = folder / "overlay.mp4", folder / "stats.json"
+    """One runtime.infer (or io_ceiling) process; returns its stats with the load average around it."""
+    out, stats, labels = folder / "overlay.mp4", folder / "stats.json", folder / "labels"
     for path in (out, stats):
         path.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "runtime.infer", "--video", str(clip), "--engines", str(config.engines),
-           "--backend", config.backend, "--interval", str(interval), "--out", str(out), "--stats", str(stats),
-           "--no-progress"] + (["--max-frames", str(frames)] if frames else [])
+    shutil.rmtree(labels, ignore_errors=True)
+    limit = ["--max-frames", str(frames)] if frames else []
+    if config.ceiling:
+        from engine_format.manifest import load_manifest
+
+        size = "x".join(map(str, load_manifest(config.engines).frame_size))
+        cmd = [sys.executable, "-m", "benchmarks.io_ceiling", "--video", str(clip), "--size", size, "--out", str(out),
+               "--stats", str(stats), *limit]
+    else:
+        cmd = [sys.executable, "-m", "runtime.infer", "--video", str(clip), "--engines", str(config.engines),
+               *(["--backend", config.backend] if config.backend else []), *config.args,
+               "--interval", str(interval), *(["--labels-dir", str(labels)] if config.labels_only else ["--out", str(out)]),
+               "--stats", str(stats), "--no-progress", *limit]
     before, busy, own, started = load_average(), busy_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -77,9 +94,10 @@ def run_infer(config: Config, interval: int, clip: Path, frames: int, folder: Pa
     data = json.loads(stats.read_text())
     return {"fps": data["fps"], "frames": data["frames"], "wall_seconds": data["wall_seconds"],
             "load_before": before, "load_after": after, "others_cpu_share": round(others, 4),
-            "keyframe_workers": data.get("keyframe_workers"),
-            "threads": data.get("threads"), "stages_ms": {k: v["median_ms"] for k, v in data["stages_ms"].items()},
-            "backend_detail": data["backend_detail"]}
+            "keyframe_workers": data.get("keyframe_workers"), "backend": data.get("backend"),
+            "precision": data.get("precision"), "threads": data.get("threads"),
+            "stages_ms": {k: v["median_ms"] for k, v in data.get("stages_ms", {}).items()},
+            "backend_detail": data.get("backend_detail", "decode + resize + overlay encode, no network")}
 
 
 def measure(configs: list[Config], clip: Path, repeats: int, frames: int, log: Callable[[str], None]) -> dict:
@@ -87,11 +105,11 @@ def measure(configs: list[Config], clip: Path, repeats: int, frames: int, log: C
     raw: dict[str, dict[int, list[dict]]] = {c.name: {l: [] for l in c.intervals} for c in configs}
     with tempfile.TemporaryDirectory(prefix="gsvnet-e2e-") as tmp:
         folder = Path(tmp)
-        warmed: set[tuple[str, Path]] = set()
-        for c in configs:  # untimed: file cache, thread calibration
-            if (c.backend, c.engines) not in warmed:
+        warmed: set[tuple] = set()
+        for c in configs:  # untimed: file cache, thread tuning, the CPU choice, OpenVINO's model cache
+            if (c.backend, c.engines, c.args, c.ceiling) not in warmed:
                 run_infer(c, c.intervals[0], clip, min(frames or 30, 30), folder)
-                warmed.add((c.backend, c.engines))
+                warmed.add((c.backend, c.engines, c.args, c.ceiling))
         for rep in range(repeats):
             for interval in sorted({l for c in configs for l in c.intervals}):
                 for c in configs:
@@ -102,6 +120,75 @@ def measure(configs: list[Config], clip: Path, repeats: int, frames: int, log: C
                             f"{run['load_after'][0]:.2f}; other processes {100 * run['others_cpu_share']:.0f}% of the CPU)")
             log(f"  repeat {rep + 1}/{repeats} done")
     return raw
+
+
+def target_interval(intervals: tuple[int, ...]) -> int:
+    """The interval the targets are read at: 4 (the paper's and runtime.infer's default) if measured."""
+    return 4 if 4 in intervals else max(intervals)
+
+
+def cpu_configs(options: FpsOptions, log: Callable[[str], None]) -> list[Config]:
+    """What the CPU end-to-end run compares, all from the same clip in one interleaved run:
+    PyTorch eager (the ratios' baseline), runtime.infer's default (``auto``) on the default
+    FP32 build, onnxruntime at each precision built, OpenVINO at each precision this CPU runs,
+    per-frame OpenVINO (l = 1, bf16 where the CPU has it: what a user would run instead), the
+    default and onnxruntime FP32 writing labels only, and the I/O ceiling."""
+    from runtime.backends import unavailable_reason
+    from runtime.backends.openvino_backend import precision_reason
+
+    from .environment import engines_for
+
+    intervals, target = tuple(options.intervals), target_interval(options.intervals)
+    folders: dict[str, Path] = {}
+    for precision in options.precisions:
+        if precision == "int8" and not (options.calibration and options.calibration.is_dir()):
+            log(f"int8 left out: no calibration frames at {options.calibration}")
+            continue
+        log(f"engines at {options.size[0]}x{options.size[1]} ({precision}):")
+        folders[precision] = engines_for(options.size, options.checkpoint, log, precision, options.calibration)
+    fp32 = folders.get("fp32") or engines_for(options.size, options.checkpoint, log)
+    configs = [Config("torch", "torch", fp32, tuple(options.e2e_eager_intervals)),
+               Config("default", None, fp32, intervals)]
+    configs += [Config(f"onnxruntime {p}", "onnxruntime", folder, intervals) for p, folder in folders.items()]
+    openvino = unavailable_reason("openvino", None) is None
+    if not openvino:
+        log(f"openvino left out: {unavailable_reason('openvino', None)}")
+    runs: list[str] = []
+    if openvino:
+        from engine_format.manifest import load_manifest
+
+        for run, folder in (("f32", fp32), ("bf16", fp32), ("int8", folders.get("int8"))):
+            why = "no INT8 build" if folder is None else precision_reason(load_manifest(folder), run)
+            if why:
+                log(f"openvino {run} left out: {why}")
+                continue
+            runs.append(run)
+            configs.append(Config(f"openvino {run}", "openvino", folder, intervals, ("--precision", run)))
+        per_frame = "bf16" if "bf16" in runs else "f32"
+        configs.append(Config(f"per-frame openvino {per_frame}", "openvino", fp32, (1,), ("--precision", per_frame)))
+    configs += [Config("default labels-only", None, fp32, (target,), labels_only=True),
+                Config("onnxruntime fp32 labels-only", "onnxruntime", fp32, (target,), labels_only=True),
+                Config("I/O ceiling", None, fp32, (target,), ceiling=True)]
+    return configs
+
+
+def targets(fps: dict[str, dict[str, float]], interval: int) -> dict:
+    """The ratios issue 28 asks for, from the medians of this run (None where a row is missing):
+    the default run against onnxruntime FP32, per-frame OpenVINO and the I/O ceiling, and the
+    labels-only runs against each other."""
+    def at(name: str, l: int = interval) -> float | None:
+        return fps.get(name, {}).get(str(l))
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    per_frame = next((n for n in fps if n.startswith("per-frame openvino")), "")
+    default = at("default")
+    return {"interval": interval,
+            "default_vs_onnxruntime_fp32": ratio(default, at("onnxruntime fp32")),
+            "default_vs_per_frame_openvino": ratio(default, at(per_frame, 1)),
+            "default_share_of_io_ceiling": ratio(default, at("I/O ceiling")),
+            "labels_only_default_vs_onnxruntime_fp32": ratio(at("default labels-only"), at("onnxruntime fp32 labels-only"))}
 
 
 def summarise(raw: dict[str, dict[int, list[dict]]]) -> dict:
@@ -164,27 +251,18 @@ def plot(summary: dict, title: str, path: Path) -> None:
 
 def run(options: FpsOptions, log: Callable[[str], None] = print) -> dict:
     """The --end-to-end benchmark (benchmarks/end_to_end.py); writes <date>-e2e-<device>.json / .png."""
-    from .environment import CLIP, engines_for, environment, write_result
+    from .environment import CLIP, environment, write_result
 
     options = options.quick_end_to_end()
     env = environment(0)  # runtime.infer's default CPU budget: every usable core
     if not CLIP.exists():
         raise SystemExit(f"error: the end-to-end benchmark runs on the real clip, which is missing: {CLIP}")
-    intervals = tuple(options.intervals)
-    configs = []
-    for precision in options.precisions:
-        if precision == "int8" and not (options.calibration and options.calibration.is_dir()):
-            log(f"int8 left out: no calibration frames at {options.calibration}")
-            continue
-        log(f"engines at {options.size[0]}x{options.size[1]} ({precision}):")
-        engines = engines_for(options.size, options.checkpoint, log, precision, options.calibration)
-        configs.append(Config(f"onnxruntime {precision}", "onnxruntime", engines, intervals))
-    eager = tuple(options.e2e_eager_intervals)
-    configs.insert(0, Config("torch", "torch", configs[0].engines if configs else engines_for(options.size, options.checkpoint, log), eager))
+    configs = cpu_configs(options, log)
     log(f"end to end on {CLIP.name} ({options.e2e_frames or 'all'} frames), {options.e2e_repeats} interleaved repeats; "
         f"load average now {load_average()}")
     raw = measure(configs, CLIP, options.e2e_repeats, options.e2e_frames, log)
     summary = summarise(raw)
+    summary["targets"] = targets(summary["fps"], target_interval(options.intervals))
     result = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": env,
               "clip": str(CLIP), "frames": options.e2e_frames or "all", "size": list(options.size), "quick": options.quick,
               "configs": [{"name": c.name, "backend": c.backend, "engines": str(c.engines), "intervals": list(c.intervals)}
@@ -192,6 +270,8 @@ def run(options: FpsOptions, log: Callable[[str], None] = print) -> dict:
               "runs": {n: {str(l): v for l, v in per_l.items()} for n, per_l in raw.items()}, **summary}
     log("")
     log(report(summary))
+    log("targets at l = {interval}: ".format(**summary["targets"]) + ", ".join(
+        f"{k} {v}" for k, v in summary["targets"].items() if k != "interval"))
     json_path = write_result(result, options.out_dir, env, options.quick, kind="e2e")
     plot(summary, f"runtime.infer end to end (decode + overlay encode), {CLIP.name}, {env['cpu'][:40]}",
              json_path.with_suffix(".png"))

@@ -66,11 +66,16 @@ class Runner:
     class_names: list[str]
     backend: str = REFERENCE  # the resolved backend name
     int8: bool = False  # the engines' keyframe graph is INT8
+    precision: str | None = None  # the run's --precision (None: the backend's default)
 
     @property
     def section_suffix(self) -> str:
-        """'' for the PyTorch reference, else '_BACKEND' (and '_int8' for an INT8 keyframe graph)."""
-        return "" if self.backend == REFERENCE else f"_{self.backend}" + ("_int8" if self.int8 else "")
+        """'' for the PyTorch reference, else '_BACKEND' (and '_int8' for an INT8 keyframe graph, or
+        '_PRECISION' for a --precision other than f32)."""
+        if self.backend == REFERENCE:
+            return ""
+        precision = "int8" if self.int8 else self.precision if self.precision not in (None, "f32") else ""
+        return f"_{self.backend}" + (f"_{precision}" if precision else "")
 
 
 def make_stepper(options: EvaluationOptions, checkpoint: str | Path, variant: str = "full") -> Runner:
@@ -90,11 +95,13 @@ def make_stepper(options: EvaluationOptions, checkpoint: str | Path, variant: st
     from runtime.loading import load_backend
 
     manifest = engines_manifest(options)
-    loaded = load_backend(options.backend, manifest, threads=options.threads, log=lambda line: print(line, file=sys.stderr))
+    loaded = load_backend(options.backend, manifest, threads=options.threads, log=lambda line: print(line, file=sys.stderr),
+                          precision=options.precision)
     backend = loaded.backend
+    precision = getattr(backend, "run_precision", None) or options.precision
     return Runner(backend, tuple(backend.frame_size), f"{backend.name} ({loaded.why}; engines {options.engines})",
                   list(manifest.model["class_names"]), backend.name,
-                  manifest.graphs.get("keyframe", {}).get("precision") == "int8")
+                  manifest.graphs.get("keyframe", {}).get("precision") == "int8", precision)
 
 
 def engines_manifest(options: EvaluationOptions):
@@ -302,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "name (auto, onnxruntime, torch, tensorrt, ...) which runs the engines in --engines at their frame "
                         "size, loaded as runtime.infer loads it (first-use verification, CPU thread plan)")
     common.add_argument("--engines", default=None, help="engines folder for --backend other than torch-reference")
+    common.add_argument("--precision", default=None, choices=("f32", "bf16", "int8"),
+                        help="the run's precision on an engines backend, as runtime.infer --precision (default: the "
+                             "backend's own; with auto, the CPU choice)")
     common.add_argument("--threads", type=int, default=2, help="CPU threads")
     common.add_argument("--limit", type=int, default=None, help="evaluate only the first N images/snippets")
     common.add_argument("--json", default=str(default_json()),

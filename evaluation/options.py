@@ -36,6 +36,7 @@ class EvaluationOptions:
     checkpoint: Path | None = None
     backend: str = REFERENCE
     engines: Path | None = None
+    precision: str | None = None
     threads: int = 2
     limit: int | None = None
     json: Path | None = field(default_factory=default_json)
@@ -49,6 +50,10 @@ class EvaluationOptions:
                 setattr(self, f.name, Path(value))
         _check(self.backend in (REFERENCE, *CHOICES), "--backend", f"must be {REFERENCE} or one of {', '.join(CHOICES)}",
                self.backend)
+        _check(self.precision in (None, "f32", "bf16", "int8"), "--precision", "must be f32, bf16 or int8",
+               self.precision)
+        _check(self.precision is None or self.backend != REFERENCE, "--precision", f"needs an engines --backend, not {REFERENCE}",
+               self.precision)
         _check(self.threads >= 0, "--threads", "must be >= 0", self.threads)
         _check(self.limit is None or self.limit >= 1, "--limit", "must be >= 1", self.limit)
         size = getattr(self, "size", None)

@@ -34,16 +34,37 @@ def test_quick_end_to_end_runs_runtime_infer_for_every_configuration(tmp_path, m
     lines: list[str] = []
     options = FpsOptions(end_to_end=True, quick=True, precisions=("fp32",), out_dir=tmp_path / "out")
     result = end_to_end.run(options, log=lines.append)
-    assert [c["name"] for c in result["configs"]] == ["torch", "onnxruntime fp32"]
+    names = [c["name"] for c in result["configs"]]
+    assert names[:3] == ["torch", "default", "onnxruntime fp32"]
+    assert names[-3:] == ["default labels-only", "onnxruntime fp32 labels-only", "I/O ceiling"]
+    openvino = names[3:-3]
+    if openvino:  # the package's dependency; absent only where its wheel does not exist
+        assert openvino[0] == "openvino f32" and openvino[-1].startswith("per-frame openvino")
+        assert set(result["runs"][openvino[-1]]) == {"1"}
+        assert all(r["backend"] == "openvino" for n in openvino for rs in result["runs"][n].values() for r in rs)
     assert set(result["runs"]["torch"]) == {"1"} and set(result["runs"]["onnxruntime fp32"]) == {"1", "4"}
-    for per_l in result["runs"].values():
+    assert set(result["runs"]["I/O ceiling"]) == {"4"}
+    for name, per_l in result["runs"].items():
         for runs in per_l.values():
             (run,) = runs
             assert run["frames"] == 8 and run["fps"] > 0 and len(run["load_before"]) == 3
             assert 0.0 <= run["others_cpu_share"] <= 1.0
-            assert "decode" in run["stages_ms"] and "write" in run["stages_ms"]  # video I/O was part of it
+            if name != "I/O ceiling":
+                assert "decode" in run["stages_ms"] and "write" in run["stages_ms"]  # video I/O was part of it
+    targets = result["targets"]
+    assert targets["interval"] == 4 and targets["default_vs_onnxruntime_fp32"] > 0
+    assert targets["default_share_of_io_ceiling"] > 0 and targets["labels_only_default_vs_onnxruntime_fp32"] > 0
     ort = result["runs"]["onnxruntime fp32"]["4"][0]
     assert ort["keyframe_workers"] in (0, 2) and ort["threads"]["budget"] >= 1
     written = sorted((tmp_path / "out").iterdir())
     assert [p.suffix for p in written] == [".json", ".png"] and "-e2e-" in written[0].name
     assert json.loads(written[0].read_text())["vs_eager_per_frame"]["onnxruntime fp32"]["1"] > 0
+
+
+def test_targets_are_ratios_of_the_medians_at_the_target_interval():
+    fps = {"default": {"4": 60.0}, "onnxruntime fp32": {"4": 30.0}, "per-frame openvino bf16": {"1": 40.0},
+           "I/O ceiling": {"4": 80.0}, "default labels-only": {"4": 90.0}, "onnxruntime fp32 labels-only": {"4": 30.0}}
+    assert end_to_end.targets(fps, 4) == {
+        "interval": 4, "default_vs_onnxruntime_fp32": 2.0, "default_vs_per_frame_openvino": 1.5,
+        "default_share_of_io_ceiling": 0.75, "labels_only_default_vs_onnxruntime_fp32": 3.0}
+    assert end_to_end.targets({"default": {"4": 60.0}}, 4)["default_vs_onnxruntime_fp32"] is None
