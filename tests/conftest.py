@@ -89,6 +89,20 @@ def run_module(module: str, *args: str, cwd: Path | None = None, timeout: int = 
                           text=True, timeout=timeout)
 
 
+def private_engines(source: Path, out: Path) -> Path:
+    """A copy of the engines folder ``source`` at ``out`` without what earlier runs on this
+    machine kept in it (verdicts, tuning timings/choice/guards, the OpenVINO model cache), so a
+    test measures, verifies and chooses afresh, or as it fakes."""
+    import shutil
+
+    from runtime import tuning, verification
+    from runtime.backends import openvino_backend
+
+    kept = (verification.VERDICTS, tuning.FILE, openvino_backend.CACHE)
+    shutil.copytree(source, out, ignore=shutil.ignore_patterns(*kept))
+    return out
+
+
 @pytest.fixture(scope="session")
 def engines(tmp_path_factory) -> Path:
     """Random-weight engines at ENGINE_SIZE, built once per session through the CLI."""

@@ -5,7 +5,6 @@ through the first-use verification; precisions it cannot run are one-line errors
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 
 import numpy as np
@@ -20,7 +19,7 @@ from runtime.errors import UserError
 from runtime.loading import load_backend
 from runtime.options import InferOptions
 from runtime.schedule import KeyframeScheduler
-from tests.conftest import clip_frames
+from tests.conftest import clip_frames, private_engines
 from tests.requirements import require_module
 from tests.runtime.test_segmenter import infer_labels
 
@@ -37,9 +36,7 @@ def ov_engines(shipped_engines, tmp_path_factory, ov):
     """A private copy of the shipped-weight engines (its model cache, calibration and verdicts are
     this module's own)."""
     out = tmp_path_factory.mktemp("openvino") / "eng"
-    shutil.copytree(shipped_engines, out, ignore=shutil.ignore_patterns("verified.json", "tuning.json",
-                                                                        openvino_backend.CACHE))
-    return out
+    return private_engines(shipped_engines, out)
 
 
 def needs_bf16(precision: str) -> None:

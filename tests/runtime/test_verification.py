@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from runtime.backends import BackendEntry
 from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from runtime.errors import UserError
 from runtime.loading import load_backend
-from tests.conftest import run_module
+from tests.conftest import private_engines, run_module
 from tests.runtime.cpu_timings import fake_cpu_timings
 
 
@@ -32,10 +31,10 @@ def onnxruntime_measured_fastest(monkeypatch) -> None:
 
 @pytest.fixture
 def folder(engines, tmp_path) -> Path:
-    """A private copy of the session's random-weight engines (without any kept verdict)."""
-    out = tmp_path / "eng"
-    shutil.copytree(engines, out, ignore=shutil.ignore_patterns(verification.VERDICTS))
-    return out
+    """A private copy of the session's random-weight engines (without any kept verdict, or
+    timings another test measured on this machine: those would decide ``auto`` instead of the
+    fake timings above)."""
+    return private_engines(engines, tmp_path / "eng")
 
 
 def alter_keyframe_graph(folder: Path) -> None:
