@@ -65,6 +65,11 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class Refused(RuntimeError):
+    """runtime.infer refused a configuration on its first-use check (exit 2, 'error: verification: ...'):
+    a user cannot run it without --no-verify, so the benchmark leaves it out and says why."""
+
+
 def run_infer(config: Config, interval: int, clip: Path, frames: int, folder: Path) -> dict:
     """One runtime.infer (or io_ceiling) process; returns its stats with the load average around it."""
     out, stats, labels = folder / "overlay.mp4", folder / "stats.json", folder / "labels"
@@ -89,6 +94,8 @@ def run_infer(config: Config, interval: int, clip: Path, frames: int, folder: Pa
     # what other processes took from the machine while this run went on (0: it had the machine to itself)
     others = max(0.0, (busy_cpu_seconds() - busy) - (children_cpu_seconds() - own)) / (elapsed * (os.cpu_count() or 1))
     after = load_average()
+    if proc.returncode == 2 and "error: verification:" in proc.stderr:
+        raise Refused(proc.stderr.strip().splitlines()[-1].removeprefix("error: "))
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
     data = json.loads(stats.read_text())
@@ -100,16 +107,27 @@ def run_infer(config: Config, interval: int, clip: Path, frames: int, folder: Pa
             "backend_detail": data.get("backend_detail", "decode + resize + overlay encode, no network")}
 
 
-def measure(configs: list[Config], clip: Path, repeats: int, frames: int, log: Callable[[str], None]) -> dict:
-    """Interleaved runs of every (config, interval); raw runs per config and interval."""
-    raw: dict[str, dict[int, list[dict]]] = {c.name: {l: [] for l in c.intervals} for c in configs}
+def measure(configs: list[Config], clip: Path, repeats: int, frames: int, log: Callable[[str], None],
+            refused: dict[str, str] | None = None) -> dict:
+    """Interleaved runs of every (config, interval); raw runs per config and interval. A config
+    runtime.infer refuses on its first-use check is left out, its reason put in ``refused``."""
+    refused = {} if refused is None else refused
     with tempfile.TemporaryDirectory(prefix="gsvnet-e2e-") as tmp:
         folder = Path(tmp)
-        warmed: set[tuple] = set()
+        warmed: dict[tuple, str | None] = {}
         for c in configs:  # untimed: file cache, thread tuning, the CPU choice, OpenVINO's model cache
-            if (c.backend, c.engines, c.args, c.ceiling) not in warmed:
-                run_infer(c, c.intervals[0], clip, min(frames or 30, 30), folder)
-                warmed.add((c.backend, c.engines, c.args, c.ceiling))
+            key = (c.backend, c.engines, c.args, c.ceiling)
+            if key not in warmed:
+                try:
+                    run_infer(c, c.intervals[0], clip, min(frames or 30, 30), folder)
+                    warmed[key] = None
+                except Refused as e:
+                    warmed[key] = str(e)
+            if warmed[key]:
+                refused[c.name] = warmed[key]
+                log(f"  {c.name} left out: runtime.infer refuses it ({warmed[key]})")
+        configs = [c for c in configs if c.name not in refused]
+        raw: dict[str, dict[int, list[dict]]] = {c.name: {l: [] for l in c.intervals} for c in configs}
         for rep in range(repeats):
             for interval in sorted({l for c in configs for l in c.intervals}):
                 for c in configs:
@@ -260,13 +278,14 @@ def run(options: FpsOptions, log: Callable[[str], None] = print) -> dict:
     configs = cpu_configs(options, log)
     log(f"end to end on {CLIP.name} ({options.e2e_frames or 'all'} frames), {options.e2e_repeats} interleaved repeats; "
         f"load average now {load_average()}")
-    raw = measure(configs, CLIP, options.e2e_repeats, options.e2e_frames, log)
+    refused: dict[str, str] = {}
+    raw = measure(configs, CLIP, options.e2e_repeats, options.e2e_frames, log, refused)
     summary = summarise(raw)
     summary["targets"] = targets(summary["fps"], target_interval(options.intervals))
     result = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": env,
               "clip": str(CLIP), "frames": options.e2e_frames or "all", "size": list(options.size), "quick": options.quick,
               "configs": [{"name": c.name, "backend": c.backend, "engines": str(c.engines), "intervals": list(c.intervals)}
-                          for c in configs],
+                          for c in configs], "refused": refused,
               "runs": {n: {str(l): v for l, v in per_l.items()} for n, per_l in raw.items()}, **summary}
     log("")
     log(report(summary))

@@ -96,7 +96,7 @@ def make_stepper(options: EvaluationOptions, checkpoint: str | Path, variant: st
 
     manifest = engines_manifest(options)
     loaded = load_backend(options.backend, manifest, threads=options.threads, log=lambda line: print(line, file=sys.stderr),
-                          precision=options.precision)
+                          precision=options.precision, verify="auto" if options.verify else "skip")
     backend = loaded.backend
     precision = getattr(backend, "run_precision", None) or options.precision
     return Runner(backend, tuple(backend.frame_size), f"{backend.name} ({loaded.why}; engines {options.engines})",
@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--precision", default=None, choices=("f32", "bf16", "int8"),
                         help="the run's precision on an engines backend, as runtime.infer --precision (default: the "
                              "backend's own; with auto, the CPU choice)")
+    common.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip runtime.infer's first-use check of the engines backend, to measure the accuracy of "
+                             "one it refuses (e.g. OpenVINO INT8, which differs from the onnxruntime INT8 labels)")
     common.add_argument("--threads", type=int, default=2, help="CPU threads")
     common.add_argument("--limit", type=int, default=None, help="evaluate only the first N images/snippets")
     common.add_argument("--json", default=str(default_json()),

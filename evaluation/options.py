@@ -37,6 +37,7 @@ class EvaluationOptions:
     backend: str = REFERENCE
     engines: Path | None = None
     precision: str | None = None
+    verify: bool = True  # False: --no-verify (measure a backend runtime.infer's first-use check refuses)
     threads: int = 2
     limit: int | None = None
     json: Path | None = field(default_factory=default_json)

@@ -25,9 +25,10 @@ from engine_format.sizes import parse_size
 from engine_format.manifest import ManifestError, load_manifest
 from gsvnet.checkpoint import CheckpointError
 
-from .arguments import alpha_value, non_negative_int, positive_int
+from .arguments import alpha_value, crf_value, non_negative_int, positive_int
 from .errors import UserError
 from .options import DEFAULT_ENGINES, InferOptions
+from .outputs import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 
 if TYPE_CHECKING:
     from .loading import LoadedBackend
@@ -71,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "sub-folder per video)")
     p.add_argument("--stats", type=Path, default=None, help="JSON file for frame counts, wall time, FPS and per-stage milliseconds")
     p.add_argument("--alpha", type=alpha_value, default=0.5, help="overlay opacity of the label colours")
+    p.add_argument("--encoder-preset", choices=X264_PRESETS, default=DEFAULT_PRESET,
+                   help="x264 preset of the --out overlay: a faster preset leaves more CPU to the network and writes a "
+                        "bigger file at the same --encoder-crf")
+    p.add_argument("--encoder-crf", type=crf_value, default=DEFAULT_CRF,
+                   help="x264 quality of the overlay: 0 lossless .. 51 worst; 18-23 look alike to most eyes")
+    p.add_argument("--encoder-threads", type=non_negative_int, default=0,
+                   help="overlay encoder threads (0: from the CPU budget, half of --threads up to 4, 1 on two cores)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames (default: the whole video)")
     p.add_argument("--keyframe-net", default=None, choices=keyframe_net_names(),
                    help="refuse engines built for another keyframe net (default: accept the engines' net)")
@@ -105,7 +113,8 @@ def parse_options(argv: list[str] | None = None) -> InferOptions:
     return InferOptions(
         video=list(args.video), engines=args.engines, backend=args.backend, precision=args.precision,
         interval=args.interval, out=args.out,
-        labels_dir=args.labels_dir, stats=args.stats, alpha=args.alpha, max_frames=args.max_frames,
+        labels_dir=args.labels_dir, stats=args.stats, alpha=args.alpha, encoder_preset=args.encoder_preset,
+        encoder_crf=args.encoder_crf, encoder_threads=args.encoder_threads, max_frames=args.max_frames,
         keyframe_net=args.keyframe_net, size=args.size, threads=args.threads, tune=args.tune,
         profile_stages=args.profile_stages, verify="force" if args.verify else "skip" if args.no_verify else "auto",
         progress=not args.no_progress)
@@ -129,12 +138,14 @@ class InputVideo:
         self.frames = self.keyframes = 0  # written so far
         self.reader = VideoReader(video, threads=codec_threads)
 
-    def open_outputs(self, palette: np.ndarray, alpha: float) -> None:
+    def open_outputs(self, palette: np.ndarray, options: InferOptions) -> None:
+        """The overlay (``options``' alpha and encoder settings) and label outputs asked for."""
         from .outputs import LabelPngs, OverlayVideo
 
         if self.out is not None:
-            self.outputs.append(OverlayVideo(self.out, self.reader.size, self.reader.fps, palette, alpha,
-                                             threads=self.codec_threads))
+            self.outputs.append(OverlayVideo(self.out, self.reader.size, self.reader.fps, palette, options.alpha,
+                                             threads=options.encoder_threads or self.codec_threads,
+                                             preset=options.encoder_preset, crf=options.encoder_crf))
         if self.labels_dir is not None:
             self.outputs.append(LabelPngs(self.labels_dir))
 
@@ -226,7 +237,7 @@ class Run:
                     log(f"{stream.video.name}: {size_advice((video_h, video_w), (engine_h, engine_w))}")
             palette = np.asarray(self.manifest.model["palette"], dtype=np.uint8)
             for stream in self.streams:
-                stream.open_outputs(palette, args.alpha)
+                stream.open_outputs(palette, args)
         except BaseException:
             self.abort()
             raise

@@ -9,6 +9,7 @@ from typing import Literal
 
 from .backends.base import PRECISIONS
 from .errors import UserError
+from .outputs import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 
 VerifyMode = Literal["auto", "force", "skip"]  # runtime.verification.Mode
 DEFAULT_ENGINES = Path("engines")
@@ -32,6 +33,9 @@ class InferOptions:
     labels_dir: Path | None = None
     stats: Path | None = None
     alpha: float = 0.5
+    encoder_preset: str = DEFAULT_PRESET  # x264 preset of the overlay (runtime.outputs.X264_PRESETS)
+    encoder_crf: int = DEFAULT_CRF  # x264 quality of the overlay: 0 (lossless) .. 51
+    encoder_threads: int = 0  # overlay encoder threads (0: from the CPU budget, runtime.threads.codec_threads)
     max_frames: int | None = None
     keyframe_net: str | None = None
     size: tuple[int, int] | None = None  # (H, W)
@@ -54,6 +58,10 @@ class InferOptions:
         _check(self.threads >= 0, "threads", "must be >= 0", self.threads)
         _check(self.max_frames is None or self.max_frames >= 1, "max_frames", "must be >= 1", self.max_frames)
         _check(0 <= self.alpha <= 1, "alpha", "must be in [0, 1]", self.alpha)
+        _check(self.encoder_preset in X264_PRESETS, "encoder_preset", f"must be one of {', '.join(X264_PRESETS)}",
+               self.encoder_preset)
+        _check(0 <= self.encoder_crf <= 51, "encoder_crf", "must be in [0, 51]", self.encoder_crf)
+        _check(self.encoder_threads >= 0, "encoder_threads", "must be >= 0", self.encoder_threads)
         _check(self.verify in ("auto", "force", "skip"), "verify", "must be 'auto', 'force' or 'skip'", self.verify)
         _check(self.precision in (None, *PRECISIONS), "precision", f"must be one of {', '.join(PRECISIONS)}",
                self.precision)

@@ -48,12 +48,19 @@ def check_output_path(path: Path, inputs: list[Path], what: str) -> None:
         raise UserError(f"{what} path {path} is a folder; give a file name")
 
 
+#: x264's presets, fastest first (``--encoder-preset``); each slower one spends more CPU per frame
+#: for a smaller file at the same ``--encoder-crf`` quality
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+DEFAULT_PRESET, DEFAULT_CRF = "veryfast", 20
+
+
 class OverlayVideo:
     """H.264 video of frames blended with their label colours; same size and frame rate as the input."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, palette: np.ndarray, alpha: float,
-                 threads: int = 0) -> None:
-        """threads: encoder threads (0: x264's choice, 1.5 per core)."""
+                 threads: int = 0, preset: str = DEFAULT_PRESET, crf: int = DEFAULT_CRF) -> None:
+        """threads: encoder threads (0: x264's choice, 1.5 per core); preset: one of X264_PRESETS;
+        crf: x264's constant rate factor, 0 (lossless) .. 51 (lowest quality)."""
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise UserError(f"output video {path} must end in one of {', '.join(VIDEO_SUFFIXES)}")
         self.path = path
@@ -65,7 +72,7 @@ class OverlayVideo:
             self.stream.width, self.stream.height = width, height
             # 4:2:0 needs even sizes; odd-sized videos keep their size with full-resolution chroma
             self.stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
-            self.stream.options = {"crf": "20", "preset": "veryfast"}
+            self.stream.options = {"crf": str(crf), "preset": preset}
             if threads:
                 self.stream.codec_context.thread_count = threads
         except BaseException:

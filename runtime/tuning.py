@@ -158,6 +158,12 @@ GRID_AGREEMENT = 0.99
 #: ... and its labels over a keyframe interval (a keyframe, 3 propagated) equal the reference's
 #: on this share of the pixels of every frame
 LABEL_AGREEMENT = 0.985
+#: a candidate whose CamVid accuracy with the shipped weights fell more than this many mIoU points
+#: below onnxruntime FP32 at some distance (docs/cpu.md, "Accuracy per precision") ...
+MIOU_BUDGET = 0.3
+#: ... is never chosen by ``--backend auto``: candidate name -> what was measured (a test holds
+#: this to the recorded table; ``--precision`` still runs it)
+NOT_AUTOMATIC: dict[str, str] = {}
 #: the stages of a propagation step (each frame between keyframes) and of a keyframe step
 PROPAGATION = ("downsample", "flow", "warp", "intra", "guide", "filter")
 KEYFRAME = ("keyframe", "downsample")
@@ -297,10 +303,14 @@ def choose_cpu(manifest: Manifest, budget: int, interval: int, precision: str | 
     # worth holding to them only where it is faster than every f32 candidate
     f32 = min((v for c, v in costs.items() if c.precision == "f32"), default=float("inf"))
     reduced = [c for c, v in costs.items() if c.precision != "f32" and v < f32] if precision is None else []
+    not_automatic = [f"{c.name} is not chosen automatically ({NOT_AUTOMATIC[c.name]})" for c in reduced
+                     if c.name in NOT_AUTOMATIC]
+    reduced = [c for c in reduced if c.name not in NOT_AUTOMATIC]
     ranked = {c: v for c, v in costs.items() if c.precision == "f32" or precision is not None or c in reduced}
     guards = _guards(manifest, reduced, remeasure)
     order, left_out = rank(ranked, guards, f"{manifest.folder} holds only an INT8 keyframe graph; rebuild it without "
                                            "--precision int8 for FP32")
+    left_out = not_automatic + left_out
     first = order[0]
     others = ", ".join(f"{c.name} {costs[c]:.1f}" for c in sorted(costs, key=costs.get) if c != first)
     passed = f"; its accuracy guard passed: {guards[first].describe()}" if first in guards and guards[first].passed else ""

@@ -119,3 +119,69 @@ def test_architecture_data_flow_names_what_exists():
             if not re.search(rf"^(?:class |def )?{name}\b", source, re.M):
                 undefined.append(f"{path}: {name}")
     assert not undefined, f"docs/architecture.md names what its module does not define: {undefined}"
+
+
+def test_readme_example_figures_are_the_recorded_result():
+    """docs/benchmarks.md's full-size README-example figures are the medians in the JSON it links."""
+    text = _section((DOCS / "benchmarks.md").read_text(), "The README's Python example against `runtime.infer`")
+    record = re.search(r"\]\(\.\./benchmarks/results/([^)]+-readme-example-[^)]+\.json)\)", text)
+    assert record, "no link to a readme-example result"
+    data = json.loads((REPO / "benchmarks" / "results" / record.group(1)).read_text())
+    assert not data["quick"] and data["within_5_percent"]
+    medians = data["median_wall_seconds"]
+    assert f"example took {medians['example']:.2f} s" in text
+    assert f"`runtime.infer --labels-dir` {medians['infer']:.2f} s" in text
+    assert f"a ratio of {data['example_over_infer']:.2f}" in text
+    assert f"on all {data['agreement']['frames_written']} frames" in text and data["agreement"]["same_road_shares"]
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The body cells of the first markdown table in ``text``."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+
+
+def test_cpu_accuracy_table_is_the_recorded_result():
+    """docs/cpu.md's accuracy per precision: every mIoU, and each row's largest drop below
+    onnxruntime FP32, is computed from the JSON it links."""
+    text = _section((DOCS / "cpu.md").read_text(), "Accuracy per precision")
+    record = "2026-12-04-cpu-precision-accuracy.json"
+    assert f"](../benchmarks/results/{record})" in text
+    data = json.loads((REPO / "benchmarks" / "results" / record).read_text())
+    keys = ["onnxruntime", "openvino", "openvino_bf16", "onnxruntime_int8", "openvino_int8"]
+    rows = _table_rows(text)
+    assert len(rows) == len(keys)
+
+    def measured(key: str) -> list[float]:
+        by_d = data[f"camvid_sequence_{key}"]["rows"]["gsvnet"]["miou_by_distance"]
+        assert list(by_d) == [str(d) for d in range(6)]
+        return [100 * data[f"camvid_{key}"]["miou"], *(100 * v for v in by_d.values())]
+
+    reference = measured("onnxruntime")
+    for key, cells in zip(keys, rows):
+        values = measured(key)
+        assert cells[1:8] == [f"{v:.2f}" for v in values], (key, cells)
+        drop = max(r - v for r, v in zip(reference, values))
+        assert cells[8] == f"{drop:.2f}", (key, cells[8], drop)
+
+
+def test_cpu_without_amx_table_is_the_recorded_result():
+    """docs/cpu.md's end-to-end table on the machine without AMX: each FPS is the JSON's median,
+    and the target ratios quoted are the JSON's."""
+    text = _section((DOCS / "cpu.md").read_text(), "On this machine, without AMX")
+    record = "2026-12-04-e2e-cpu-amd-epyc.json"
+    assert f"](../benchmarks/results/{record})" in text
+    data = json.loads((REPO / "benchmarks" / "results" / record).read_text())
+    names = ["default", "onnxruntime fp32", "onnxruntime int8", "openvino f32", "openvino bf16",
+             "per-frame openvino bf16", "default labels-only", "onnxruntime fp32 labels-only", "I/O ceiling", "torch"]
+    rows = _table_rows(text)
+    assert len(rows) == len(names)
+    for name, cells in zip(names, rows):
+        (interval, fps), = data["fps"][name].items()
+        assert cells[2] == f"{fps:.2f}", (name, cells, fps)
+        assert cells[1] in (interval, "-"), (name, cells)
+    targets, text = data["targets"], " ".join(text.split())
+    assert f"is {targets['default_vs_onnxruntime_fp32']:.2f}x onnxruntime FP32" in text
+    assert f"{targets['default_vs_per_frame_openvino']:.2f}x per-frame OpenVINO" in text
+    assert f"{round(100 * targets['default_share_of_io_ceiling'])}% of the I/O" in text
+    assert f"labels only, {targets['labels_only_default_vs_onnxruntime_fp32']:.2f}x" in text

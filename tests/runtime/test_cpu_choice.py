@@ -5,7 +5,6 @@ not this machine, decides what is fast and what is accurate."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -15,6 +14,7 @@ from runtime.backends import openvino_backend
 from runtime.loading import load_backend
 from runtime.threads import plan_threads
 from runtime.tuning import GRID_AGREEMENT, LABEL_AGREEMENT, Candidate, Guard, choose_cpu, frame_cost, rank
+from tests.conftest import private_engines
 from tests.runtime.cpu_timings import fake_cpu_timings
 from tests.requirements import require_module
 
@@ -26,9 +26,7 @@ def folder(engines, tmp_path):
     """A private copy of the random-weight engines (its tuning.json is this test's own)."""
     require_module("openvino", "the openvino backend is one of the package's CPU backends")
     out = tmp_path / "eng"
-    shutil.copytree(engines, out, ignore=shutil.ignore_patterns("verified.json", "tuning.json",
-                                                                openvino_backend.CACHE))
-    return out
+    return private_engines(engines, out)
 
 
 @pytest.fixture
@@ -149,3 +147,36 @@ def test_a_forced_precision_is_only_compared_across_engines(folder, monkeypatch,
     asked = fake_guards(monkeypatch, {})
     order, _ = choose_cpu(load_manifest(folder), 2, 4, precision="f32", log=lambda line: None)
     assert order == [OV_F32, ORT_F32] and asked == [] and not any("bf16" in m for m in measured)
+
+
+def test_a_precision_that_costs_too_much_accuracy_is_never_chosen_automatically(folder, monkeypatch, bf16_cpu):
+    fake_cpu_timings(monkeypatch, {"onnxruntime f32": 3.0, "openvino f32": 2.0, "openvino bf16": 1.0})
+    asked = fake_guards(monkeypatch, {"openvino bf16": GOOD})
+    monkeypatch.setitem(tuning.NOT_AUTOMATIC, "openvino bf16", "0.5 mIoU below FP32 at d = 3 on CamVid")
+    lines: list[str] = []
+    order, left_out = choose_cpu(load_manifest(folder), 2, 4, log=lines.append)
+    assert order == [OV_F32, ORT_F32] and asked == []  # not even held to the guard
+    assert any("openvino bf16 is not chosen automatically (0.5 mIoU" in c for c in left_out)
+    assert "not chosen automatically" in lines[-1]
+    forced, _ = choose_cpu(load_manifest(folder), 2, 4, precision="bf16", log=lambda line: None)
+    assert forced == [OV_BF16]  # asked for by name, it runs
+
+
+def test_not_automatic_is_the_recorded_accuracy_table():
+    """NOT_AUTOMATIC names exactly the candidates the recorded CamVid table shows more than
+    MIOU_BUDGET below onnxruntime FP32 at some distance (or on the CamVid test split)."""
+    from tests.conftest import REPO
+
+    table = json.loads((REPO / "benchmarks/results/2026-12-04-cpu-precision-accuracy.json").read_text())
+    names = {"openvino": "openvino f32", "openvino_bf16": "openvino bf16", "openvino_int8": "openvino int8",
+             "onnxruntime_int8": "onnxruntime int8"}
+    reference = 100 * table["camvid_onnxruntime"]["miou"]
+    reference_d = [100 * v for v in table["camvid_sequence_onnxruntime"]["rows"]["gsvnet"]["miou_by_distance"].values()]
+    costly = set()
+    for suffix, name in names.items():
+        test = reference - 100 * table[f"camvid_{suffix}"]["miou"]
+        by_d = [r - 100 * v for r, v in zip(reference_d, table[f"camvid_sequence_{suffix}"]["rows"]["gsvnet"]
+                                             ["miou_by_distance"].values())]
+        if max([test, *by_d]) > tuning.MIOU_BUDGET:
+            costly.add(name)
+    assert set(tuning.NOT_AUTOMATIC) == costly
