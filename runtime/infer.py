@@ -25,8 +25,10 @@ from engine_format.sizes import parse_size
 from engine_format.manifest import ManifestError, load_manifest
 from gsvnet.checkpoint import CheckpointError
 
-from .arguments import alpha_value, crf_value, non_negative_int, positive_int
+from .arguments import alpha_value, crf_value, non_negative_int, positive_float, positive_int
 from .errors import UserError
+from .live import DEFAULT_RECONNECT
+from .sources import is_live, source_stem
 from .options import DEFAULT_ENGINES, InferOptions
 from .outputs import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from .verification import Verdict
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+LATENCY_WINDOW = 1000  # a live run's stats give the median and max latency of its last this many frames
 EXIT_LOST_FRAMES = 3  # outputs are complete for every decodable frame, but frames were lost
 #: errors the user can fix: printed as one line, exit status 2 (or their own exit_code)
 USER_ERRORS = (UserError, ManifestError, CheckpointError)
@@ -52,9 +55,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "in between. Build the graphs first with `python -m export.build_engines`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--video", type=Path, nargs="+", required=True,
-                   help="input video file(s) (anything FFmpeg decodes); several videos are segmented together, "
-                        "batching the same stage across streams, and --out / --labels-dir are then folders")
+    p.add_argument("--video", nargs="+", required=True,
+                   help="input video file(s) (anything FFmpeg decodes), or live sources: rtsp://, rtmp://, "
+                        "http(s):// (MPEG-TS, HLS), udp:// URLs and cameras (/dev/videoN); several are segmented "
+                        "together, batching the same stage across streams, and --out / --labels-dir are then folders")
+    live = p.add_argument_group("live sources")
+    live.add_argument("--live", action="store_true", default=None,
+                      help="treat the sources as live (URLs and cameras are live already): progress in frames, FPS "
+                           "and latency, the oldest frames dropped when segmenting falls behind, reconnects")
+    live.add_argument("--no-drop", action="store_true",
+                      help="a live run that falls behind waits for the segmenter instead of dropping the oldest frames "
+                           "(for recordings served live)")
+    live.add_argument("--reconnect", type=non_negative_int, default=DEFAULT_RECONNECT,
+                      help="reopen attempts after a live source stops sending or closes (back-off 0.5 s doubling to 8 s); "
+                           "a source that stays away ends the run with exit 3 and every output complete")
+    live.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
+                      help="end the run after this many seconds, every output complete (Ctrl-C does the same in a "
+                           "live run)")
+    live.add_argument("--segment-seconds", type=positive_float, default=None, metavar="SECONDS",
+                      help="write the --out overlay as files of this many seconds of video: OUT_000.mp4, OUT_001.mp4, "
+                           "... each complete and playable once closed")
     p.add_argument("--engines", type=Path, default=DEFAULT_ENGINES, help="engines folder written by export.build_engines")
     p.add_argument("--backend", choices=CHOICES, default="auto",
                    help="auto picks tensorrt > torch-cuda > onnxruntime-cuda > onnxruntime (CPU) and says why; "
@@ -117,7 +137,8 @@ def parse_options(argv: list[str] | None = None) -> InferOptions:
         encoder_crf=args.encoder_crf, encoder_threads=args.encoder_threads, max_frames=args.max_frames,
         keyframe_net=args.keyframe_net, size=args.size, threads=args.threads, tune=args.tune,
         profile_stages=args.profile_stages, verify="force" if args.verify else "skip" if args.no_verify else "auto",
-        progress=not args.no_progress)
+        progress=not args.no_progress, live=args.live, drop=not args.no_drop, reconnect=args.reconnect,
+        duration=args.duration, segment_seconds=args.segment_seconds)
 
 
 class Interrupted(Exception):
@@ -128,7 +149,10 @@ class InputVideo:
     """One input video of a run: its reader, its outputs and the frames written to them so far
     (one stream of the multi-stream schedule; not a CUDA stream)."""
 
-    def __init__(self, video: Path, out: Path | None, labels_dir: Path | None, codec_threads: int = 0) -> None:
+    def __init__(self, video: Path | str, out: Path | None, labels_dir: Path | None, codec_threads: int = 0,
+                 live: bool | None = None, reconnect: int = DEFAULT_RECONNECT, log=print) -> None:
+        """``live``: None: a URL or camera is live; a live source is read with ``LiveReader``."""
+        from .live import DropCounter, LiveReader
         from .video import VideoReader
 
         self.video = video
@@ -136,16 +160,25 @@ class InputVideo:
         self.codec_threads = codec_threads
         self.outputs: list = []
         self.frames = self.keyframes = 0  # written so far
-        self.reader = VideoReader(video, threads=codec_threads)
+        self.live = is_live(video) if live is None else live
+        self.drops = DropCounter()
+        self.latency_ms: list[float] = []  # a live run's last LATENCY_WINDOW latencies
+        self.reader = (LiveReader(video, codec_threads, reconnect, log=log) if self.live
+                       else VideoReader(video, threads=codec_threads))
 
     def open_outputs(self, palette: np.ndarray, options: InferOptions) -> None:
         """The overlay (``options``' alpha and encoder settings) and label outputs asked for."""
-        from .outputs import LabelPngs, OverlayVideo
+        from .outputs import LabelPngs, OverlayVideo, SegmentedOverlay
 
         if self.out is not None:
-            self.outputs.append(OverlayVideo(self.out, self.reader.size, self.reader.fps, palette, options.alpha,
-                                             threads=options.encoder_threads or self.codec_threads,
-                                             preset=options.encoder_preset, crf=options.encoder_crf))
+            encoder = {"threads": options.encoder_threads or self.codec_threads, "preset": options.encoder_preset,
+                       "crf": options.encoder_crf}
+            if options.segment_seconds:
+                self.outputs.append(SegmentedOverlay(self.out, self.reader.size, self.reader.fps, palette,
+                                                     options.alpha, options.segment_seconds, **encoder))
+            else:
+                self.outputs.append(OverlayVideo(self.out, self.reader.size, self.reader.fps, palette, options.alpha,
+                                                 **encoder))
         if self.labels_dir is not None:
             self.outputs.append(LabelPngs(self.labels_dir))
 
@@ -153,7 +186,19 @@ class InputVideo:
         r = self.reader
         return {"video": str(self.video), "video_size": list(r.size), "video_fps": float(r.fps), "frames": self.frames,
                 "keyframes": self.keyframes, "expected_frames": r.expected_frames,
-                "lost_frames": 0 if max_frames else r.lost_frames, "damaged_packets": r.damaged_packets}
+                "lost_frames": 0 if max_frames else r.lost_frames, "damaged_packets": r.damaged_packets,
+                "size_changes": [c for c in r.size_changes if not max_frames or c["frame"] < max_frames],
+                **(self.live_stats() if self.live else {"live": False})}
+
+    def live_stats(self) -> dict:
+        """What a live run adds: frames dropped when it fell behind, reconnect gaps, latency."""
+        r, latency = self.reader, sorted(self.latency_ms)
+        segments = [str(p) for out in self.outputs for p in getattr(out, "files", [])]
+        return {"live": True, "dropped_frames": self.drops.dropped, "drops": self.drops.drops,
+                "input_buffer_peak": self.drops.peak, "gaps": list(getattr(r, "gaps", [])),
+                "source_gone": getattr(r, "gone", None),
+                "latency_ms": {"median": round(latency[len(latency) // 2], 1), "max": round(latency[-1], 1)}
+                if latency else None, **({"overlay_segments": segments} if segments else {})}
 
 
 def _stream_paths(args: InferOptions) -> list[tuple[Path, Path | None, Path | None]]:
@@ -166,7 +211,7 @@ def _stream_paths(args: InferOptions) -> list[tuple[Path, Path | None, Path | No
             if path is not None:
                 check_output_path(path, videos, what)
         return [(videos[0], args.out, args.labels_dir)]
-    stems = [v.stem for v in videos]
+    stems = [source_stem(v) for v in videos]
     if len(set(stems)) != len(stems):
         raise UserError("several input videos share a file name; outputs are named after the videos, so rename them")
     for folder, what in ((args.out, "--out"), (args.labels_dir, "--labels-dir")):
@@ -174,8 +219,8 @@ def _stream_paths(args: InferOptions) -> list[tuple[Path, Path | None, Path | No
             raise UserError(f"with several videos, {what} must be an existing folder; {folder} is not")
     plan = []
     for video in videos:
-        out = args.out / f"{video.stem}.mp4" if args.out is not None else None
-        labels = args.labels_dir / video.stem if args.labels_dir is not None else None
+        out = args.out / f"{source_stem(video)}.mp4" if args.out is not None else None
+        labels = args.labels_dir / source_stem(video) if args.labels_dir is not None else None
         for path, what in ((out, "output video"), (labels, "labels")):
             if path is not None:
                 check_output_path(path, videos, what)
@@ -197,7 +242,8 @@ class Run:
         from .threads import codec_threads, usable_cores
 
         self.args = args
-        self.stop = threading.Event()
+        self.stop = threading.Event()  # abandon the run: outputs are removed
+        self.end = threading.Event()  # end the run early with every output complete (--duration, Ctrl-C live)
         self.streams: list[InputVideo] = []
         self.writer = None
         self.verdict: Verdict | None = None
@@ -213,7 +259,8 @@ class Run:
         budget = args.threads or usable_cores()
         try:
             for video, out, labels in paths:
-                self.streams.append(InputVideo(video, out, labels, codec_threads(budget)))
+                self.streams.append(InputVideo(video, out, labels, codec_threads(budget), args.live, args.reconnect,
+                                               log))
             if loaded is None:
                 started = time.perf_counter()
                 loaded = load_backend(args.backend, self.manifest, args.threads, args.profile_stages, args.tune,
@@ -226,6 +273,9 @@ class Run:
                 self.load_seconds = 0.0
                 loaded.backend.timer.reset()
             self.backend, self.verdict = loaded.backend, loaded.verdict
+            for stream in self.streams:
+                if stream.live:  # opened before the backend was loaded: read from now on
+                    stream.reader.refresh()
             log(backend_line(loaded))
             if self.manifest.data["checkpoint"].get("random_weights"):
                 log("WARNING: these engines hold RANDOM weights, so the segmentation is meaningless; "
@@ -234,7 +284,8 @@ class Run:
             for stream in self.streams:
                 video_h, video_w = stream.reader.size
                 if (video_h, video_w) != (engine_h, engine_w):
-                    log(f"{stream.video.name}: {size_advice((video_h, video_w), (engine_h, engine_w))}")
+                    name = stream.video.name if isinstance(stream.video, Path) else stream.video
+                    log(f"{name}: {size_advice((video_h, video_w), (engine_h, engine_w))}")
             palette = np.asarray(self.manifest.model["palette"], dtype=np.uint8)
             for stream in self.streams:
                 stream.open_outputs(palette, args)
@@ -253,7 +304,9 @@ class Run:
         expected = [min(x for x in (st.reader.expected_frames, limit) if x) if (st.reader.expected_frames or limit) else 0
                     for st in self.streams]
         started = time.perf_counter()
-        bar = tqdm(total=sum(expected) or None, unit="frame", disable=None if args.progress else True, dynamic_ncols=True)
+        live = any(st.live for st in self.streams)
+        bar = tqdm(total=None if live else sum(expected) or None, unit="frame",
+                   disable=None if args.progress else True, dynamic_ncols=True)
         frames = 0
         self.writer = writer = OutputWriter(self._write)
         ticks = self._ticks()
@@ -262,10 +315,17 @@ class Run:
                 if self.stop.is_set():
                     raise Interrupted()
                 for index, decoded, result in tick:
-                    writer.put(index, result.index, decoded.rgb, result.labels[0], result.keyframe)
+                    writer.put(index, result.index, decoded.rgb, result.labels[0], result.keyframe, decoded.arrived)
                 frames += len(tick)
                 bar.update(len(tick))
-                bar.set_postfix(fps=f"{frames / (time.perf_counter() - started):.1f}", refresh=False)
+                elapsed = time.perf_counter() - started
+                postfix = {"fps": f"{frames / elapsed:.1f}"}
+                if live:
+                    postfix["latency"] = f"{(time.perf_counter() - tick[-1][1].arrived) * 1e3:.0f}ms"
+                    postfix["dropped"] = str(sum(st.drops.dropped for st in self.streams))
+                bar.set_postfix(postfix, refresh=False)
+                if self.end.is_set() or (args.duration and elapsed >= args.duration):
+                    break
             writer.finish()
         except BaseException:
             writer.stop()
@@ -273,6 +333,9 @@ class Run:
         finally:
             ticks.close()
             bar.close()
+            for stream in self.streams:
+                if stream.live:
+                    stream.reader.close()
         if self.stop.is_set():
             raise Interrupted()
         wall = time.perf_counter() - started
@@ -295,8 +358,12 @@ class Run:
         from .schedule.dispatch import schedule
         from .video import prefetch
 
+        from .live import LIVE_BUFFER, latest_frames
+
         backend, limit = self.backend, self.args.max_frames or 0
-        sources = [prefetch(engine_frames(st.reader, backend.frame_size, limit, backend.timer), depth=DECODE_DEPTH)
+        sources = [latest_frames(engine_frames(st.reader, backend.frame_size, limit, backend.timer), LIVE_BUFFER, st.drops)
+                   if st.live and self.args.drop else
+                   prefetch(engine_frames(st.reader, backend.frame_size, limit, backend.timer), depth=DECODE_DEPTH)
                    for st in self.streams]
         try:
             yield from schedule(backend, self.args.interval, [st.reader.size for st in self.streams], sources,
@@ -305,10 +372,14 @@ class Run:
             for source in sources:
                 source.close()
 
-    def _write(self, index: int, frame: int, rgb: np.ndarray, labels: np.ndarray, keyframe: bool) -> None:
+    def _write(self, index: int, frame: int, rgb: np.ndarray, labels: np.ndarray, keyframe: bool,
+               arrived: float = 0.0) -> None:
         """Write one frame to the outputs of stream ``index`` (on the writer thread)."""
         stream, timer = self.streams[index], self.backend.timer
         start = time.perf_counter()
+        if stream.live:  # from the frame's arrival to its outputs
+            stream.latency_ms.append((start - arrived) * 1e3)
+            del stream.latency_ms[:-LATENCY_WINDOW]
         for out in stream.outputs:
             out.write_frame(frame, rgb, labels)
         if timer.enabled:  # no device synchronisation from this thread
@@ -338,6 +409,18 @@ class Run:
 
             write_stats(self.args.stats, stats)
         return stats
+
+    @property
+    def live(self) -> bool:
+        return any(st.live for st in self.streams)
+
+    def finish_early(self) -> None:
+        """End the run at the next frame with every output complete (a live run's Ctrl-C): the
+        live sources stop reading and the frames already read are segmented and written."""
+        self.end.set()
+        for stream in self.streams:
+            if stream.live:
+                stream.reader.stop()
 
     def backend_cancel(self) -> None:
         """Ask the backend to abandon the step in flight (called from the signal handler)."""
@@ -403,7 +486,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_signal(signum, _frame) -> None:
         received.append(signum)
-        if run is not None:
+        if run is not None and run.live and len(received) == 1:
+            run.finish_early()  # a live run ends with every output complete; a second signal abandons it
+        elif run is not None:
             run.stop.set()
             run.backend_cancel()
 
@@ -429,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         worker.start()
         while worker.is_alive():
             worker.join(0.05)
-            if received:
+            if received and not (run.live and len(received) == 1):
                 worker.join(1.0)  # let the current step finish if it can
                 run.abort()
                 log(f"error: stopped by {signal.Signals(received[0]).name}; partial outputs were removed")
@@ -445,6 +530,13 @@ def main(argv: list[str] | None = None) -> int:
             raise err
         stats = outcome["stats"]
         log(_summary(stats))
+        if received:
+            log(f"stopped by {signal.Signals(received[0]).name}; every output is complete")
+        gone = [(st, st.reader.gone) for st in run.streams if getattr(st.reader, "gone", None)]
+        for st, why in gone:
+            log(f"error: {st.video}: {why}; the {st.frames} frames received were segmented and written")
+        if gone:
+            return EXIT_LOST_FRAMES
         damaged = [s for s in stats["streams"] if s["lost_frames"]]
         for s in damaged:
             log(f"error: {s['video']} is truncated or damaged: {s['lost_frames']} of {s['expected_frames']} "

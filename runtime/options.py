@@ -9,6 +9,8 @@ from typing import Literal
 
 from .backends.base import PRECISIONS
 from .errors import UserError
+from .live import DEFAULT_RECONNECT
+from .sources import Source, as_source
 from .outputs import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 
 VerifyMode = Literal["auto", "force", "skip"]  # runtime.verification.Mode
@@ -20,11 +22,13 @@ class InferOptions:
     """Every ``runtime.infer`` flag (see ``python -m runtime.infer --help`` for each one's meaning).
 
     ``verify``: 'auto' (check on first use), 'force' (``--verify``) or 'skip' (``--no-verify``);
-    ``progress``: False for ``--no-progress``. Paths may be given as strings. Values out of range
-    raise the one-line ``UserError`` the command line would print for them.
+    ``progress``: False for ``--no-progress``. Paths may be given as strings; a network URL stays a
+    string. ``live``: None detects it (a URL or a camera is live), True forces it (``--live``);
+    ``drop``: False for ``--no-drop``. Values out of range raise the one-line ``UserError`` the
+    command line would print for them.
     """
 
-    video: list[Path] = field(default_factory=list)
+    video: list[Source] = field(default_factory=list)
     engines: Path = DEFAULT_ENGINES
     backend: str = "auto"
     precision: str | None = None  # 'f32', 'bf16' or 'int8' (None: the backend's default for the engines)
@@ -44,9 +48,14 @@ class InferOptions:
     profile_stages: bool = False
     verify: VerifyMode = "auto"
     progress: bool = True
+    live: bool | None = None
+    drop: bool = True  # a live run slower than its source drops the oldest frames (False: waits)
+    reconnect: int = DEFAULT_RECONNECT  # reopen attempts after a live source drops out
+    duration: float | None = None  # seconds of wall time after which a run ends, outputs complete
+    segment_seconds: float | None = None  # the overlay in files of this many seconds (out_000.mp4, ...)
 
     def __post_init__(self) -> None:
-        self.video = [Path(v) for v in ([self.video] if isinstance(self.video, (str, Path)) else self.video)]
+        self.video = [as_source(v) for v in ([self.video] if isinstance(self.video, (str, Path)) else self.video)]
         self.engines = Path(self.engines)
         for name in ("out", "labels_dir", "stats"):
             value = getattr(self, name)
@@ -63,6 +72,10 @@ class InferOptions:
         _check(0 <= self.encoder_crf <= 51, "encoder_crf", "must be in [0, 51]", self.encoder_crf)
         _check(self.encoder_threads >= 0, "encoder_threads", "must be >= 0", self.encoder_threads)
         _check(self.verify in ("auto", "force", "skip"), "verify", "must be 'auto', 'force' or 'skip'", self.verify)
+        _check(self.reconnect >= 0, "reconnect", "must be >= 0", self.reconnect)
+        _check(self.duration is None or self.duration > 0, "duration", "must be > 0 seconds", self.duration)
+        _check(self.segment_seconds is None or self.segment_seconds > 0, "segment_seconds", "must be > 0 seconds",
+               self.segment_seconds)
         _check(self.precision in (None, *PRECISIONS), "precision", f"must be one of {', '.join(PRECISIONS)}",
                self.precision)
 

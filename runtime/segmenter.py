@@ -16,7 +16,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
@@ -125,9 +124,10 @@ class Segmenter:
     def stream(self, source: Source, scores: bool = False) -> Iterator[FrameResult]:
         """One ``FrameResult`` per frame of ``source``, in order, each as soon as it is ready.
 
-        ``source``: a video path, or an iterable of RGB uint8 [H,W,3] frames (one size for the
-        whole source, any size: resized to the engine size as ``runtime.infer`` does, labels
-        resized back), consumed as it goes; ``scores``: also return the 1/8-grid scores.
+        ``source``: a video path, or an iterable of RGB uint8 [H,W,3] frames of any size (resized
+        to the engine size as ``runtime.infer`` does, labels at each frame's own size; the first
+        frame after a change of size is a keyframe), consumed as it goes; ``scores``: also return
+        the 1/8-grid scores.
         """
         return _results(self._run([source], scores))
 
@@ -190,20 +190,22 @@ class Segmenter:
         opened = [self._open(source) for source in sources]
         return self._schedule(opened, scores)
 
-    def _schedule(self, opened: list[tuple[tuple[int, int], Iterator]], scores: bool) -> Iterator[tuple[int, FrameResult]]:
+    def _schedule(self, opened: list[tuple[tuple[int, int], Iterator, bool]], scores: bool) -> Iterator[tuple[int, FrameResult]]:
+        from .live import LIVE_BUFFER, latest_frames
         from .pipeline import DECODE_DEPTH
         from .schedule.dispatch import keyframe_workers, schedule
         from .video import prefetch
 
         self._check_idle()
         backend = self.backend
-        feeds = [prefetch(frames, depth=DECODE_DEPTH) for _, frames in opened]
-        ticks = schedule(backend, self.options.interval, [size for size, _ in opened], feeds,
+        feeds = [latest_frames(frames, LIVE_BUFFER) if live and self.options.drop else prefetch(frames, depth=DECODE_DEPTH)
+                 for _, frames, live in opened]
+        ticks = schedule(backend, self.options.interval, [size for size, _, _ in opened], feeds,
                          keyframe_workers(backend, len(feeds)), scores)
 
         def stop() -> None:
             """End the schedule, then the decode threads, then the sources (their readers)."""
-            for part in (ticks, *feeds, *(frames for _, frames in opened)):
+            for part in (ticks, *feeds, *(frames for _, frames, _ in opened)):
                 try:
                     getattr(part, "close", lambda: None)()
                 except ValueError:  # running on another thread (close() from elsewhere): it ends with the backend
@@ -220,22 +222,31 @@ class Segmenter:
             if self._active is stop:
                 self._active = None
 
-    def _open(self, source: Source) -> tuple[tuple[int, int], Iterator[tuple[DecodedFrame, np.ndarray]]]:
-        """(label size, (decoded frame, uint8 [1,H,W,3] at the engine size) pairs) for one source."""
+    def _open(self, source: Source) -> tuple[tuple[int, int], Iterator[tuple[DecodedFrame, np.ndarray]], bool]:
+        """(label size, (decoded frame, uint8 [1,H,W,3] at the engine size) pairs, live) for one
+        source; a URL or camera is live (read across drop-outs, the oldest frames dropped when
+        segmenting falls behind, unless the options say ``drop=False``)."""
+        from .live import LiveReader
         from .pipeline import engine_frames
+        from .sources import as_source, is_live
         from .threads import codec_threads, usable_cores
         from .video import VideoReader
 
         if isinstance(source, (str, os.PathLike)):
-            reader = VideoReader(Path(source), threads=codec_threads(self.options.threads or usable_cores()))
-            return reader.size, _closing(engine_frames(reader, self.backend.frame_size, 0, self.backend.timer), reader)
+            source = as_source(source)
+            threads = codec_threads(self.options.threads or usable_cores())
+            live = bool(self.options.live) or is_live(source)
+            reader = (LiveReader(source, threads, self.options.reconnect, log=self.log) if live
+                      else VideoReader(source, threads=threads))
+            return (reader.size, _closing(engine_frames(reader, self.backend.frame_size, 0, self.backend.timer), reader),
+                    live)
         frames = iter(source)
         first = next(frames, None)
         if first is None:
-            return self.backend.frame_size, iter(())
-        first = _rgb_frame(first, None, 0)
+            return self.backend.frame_size, iter(()), False
+        first = _rgb_frame(first, 0)
         return first.shape[:2], _array_frames(itertools.chain([first], frames), self.backend.frame_size,
-                                              self.backend.timer)
+                                              self.backend.timer), False
 
 
 def _results(pairs: Iterator[tuple[int, FrameResult]]) -> Iterator[FrameResult]:
@@ -255,20 +266,18 @@ def _closing(frames: Iterator, reader) -> Iterator:
         reader.close()
 
 
-def _rgb_frame(frame: object, shape: tuple[int, ...] | None, index: int) -> np.ndarray:
-    """``frame`` as a C-contiguous uint8 [H,W,3] array, of ``shape`` when given."""
+def _rgb_frame(frame: object, index: int) -> np.ndarray:
+    """``frame`` as a C-contiguous uint8 [H,W,3] array."""
     rgb = np.ascontiguousarray(frame)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"frame {index}: expected an RGB uint8 [H,W,3] array, got {rgb.dtype} {list(rgb.shape)}")
-    if shape is not None and rgb.shape != shape:
-        raise ValueError(f"frame {index} is {rgb.shape[0]}x{rgb.shape[1]} but the source's first frame is "
-                         f"{shape[0]}x{shape[1]}; one source has one frame size")
     return rgb
 
 
 def _array_frames(frames: Iterable[np.ndarray], size: tuple[int, int], timer) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
     """(frame, uint8 [1,H,W,3] resized to the engine ``size``), resized as ``pipeline.engine_frames``
-    resizes decoded frames (bilinear libswscale, one scaler per thread); times 'resize'."""
+    resizes decoded frames (bilinear libswscale, one scaler per thread); a frame whose size differs
+    from the one before is marked ``restart``; times 'resize'."""
     from av.video.reformatter import VideoReformatter
 
     from .video import DecodedFrame, resize_rgb
@@ -276,10 +285,11 @@ def _array_frames(frames: Iterable[np.ndarray], size: tuple[int, int], timer) ->
     scaler = VideoReformatter()
     shape: tuple[int, ...] | None = None
     for index, frame in enumerate(frames):
-        rgb = _rgb_frame(frame, shape, index)
+        rgb = _rgb_frame(frame, index)
+        restart = shape is not None and rgb.shape != shape
         shape = rgb.shape
         start = time.perf_counter()
         engine = resize_rgb(rgb, size, scaler)[None]
         if timer.enabled:
             timer.add("resize", (time.perf_counter() - start) * 1e3)
-        yield DecodedFrame(index, rgb, None, None), engine
+        yield DecodedFrame(index, rgb, None, None, restart), engine

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from .errors import UserError
+from .sources import is_device, is_url
 
 T = TypeVar("T")
 
@@ -24,6 +26,10 @@ class DecodedFrame:
     rgb: np.ndarray  # uint8 [H,W,3] at the video's own size (rotation applied)
     pts: int | None
     time_base: Fraction | None
+    #: the first frame after the frame size changed: segmented as a keyframe (propagating the
+    #: previous frame's scores across a change of picture is wrong), the next keyframes count from it
+    restart: bool = False
+    arrived: float = 0.0  # time.perf_counter() when it was decoded (a live run's latency counts from it)
 
 
 def _rotation(frame: av.VideoFrame) -> int:
@@ -36,21 +42,34 @@ class VideoReader:
     """Opens a video and yields ``DecodedFrame``s in display orientation.
 
     Damaged packets are skipped and counted; a file that ends early yields every decodable frame.
-    ``lost_frames`` compares what was decoded with what the header announced.
+    ``lost_frames`` compares what was decoded with what the header announced. A frame size that
+    changes part-way (joined recordings) is followed: each frame keeps its own size, the first
+    frame of a new size is marked ``restart`` and the change is recorded in ``size_changes``.
     """
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
-        """threads: decoder threads (0: FFmpeg's choice, one per core and more)."""
-        self.path = Path(path)
-        if not self.path.exists():
-            raise UserError(f"video not found: {self.path}")
-        if self.path.is_dir():
+    def __init__(self, path: str | Path, threads: int = 0, timeout: tuple[float, float] | None = None) -> None:
+        """path: a file, a network URL (``rtsp://``, ``udp://``, ... as a string) or a camera
+        (``/dev/videoN``); threads: decoder threads (0: FFmpeg's choice, one per core and more);
+        timeout: (open, read) seconds after which a source that does not answer ends the reading."""
+        network, device = is_url(path), is_device(path)
+        self.path = str(path) if network else Path(path)
+        if not network and not self.path.exists():
+            raise UserError(f"video not found: {self.path}" + (" (no camera there; list them with v4l2-ctl "
+                                                              "--list-devices)" if device else ""))
+        if not network and self.path.is_dir():
             raise UserError(f"{self.path} is a folder, not a video file (image sequences are not supported; "
                             "encode them first, e.g. ffmpeg -i %06d.png out.mp4)")
         try:
-            self.container = av.open(str(self.path), mode="r")
+            # RTSP over TCP: every packet arrives (UDP loses some under load, and FFmpeg ends at the
+            # server's BYE before the packets still queued), as most cameras allow
+            options = {"rtsp_transport": "tcp"} if str(self.path).lower().startswith(("rtsp://", "rtsps://")) else {}
+            self.container = av.open(str(self.path), mode="r", format="video4linux2" if device else None,
+                                     options=options, timeout=timeout)
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-            raise UserError(f"{self.path} is not a readable video ({_short(e)}); check that the file is a complete video") from None
+            what = "stream" if network or device else "video"
+            fix = ("check the URL, that the server or camera is up and reachable from here" if network or device
+                   else "check that the file is a complete video")
+            raise UserError(f"{self.path} is not a readable {what} ({_short(e)}); {fix}") from None
         if not self.container.streams.video:
             self.container.close()
             raise UserError(f"{self.path} has no video stream")
@@ -70,6 +89,12 @@ class VideoReader:
             self.expected_frames = int(round(float(self.stream.duration * self.stream.time_base * self.fps)))
         self.decoded = 0
         self.damaged_packets = 0
+        #: seconds the source announces (a file, or a recording served over RTSP); None when live
+        self.duration = self.container.duration / 1e6 if self.container.duration else None
+        self.last_time: float | None = None  # presentation time of the last frame decoded
+        self.end_reason: str | None = None  # why the reading ended early (a timeout, a network error)
+        self.size_changes: list[dict] = []  # {"frame", "from": [H, W], "to": [H, W]} per change
+        self._last_size: tuple[int, int] | None = None
         self.ended_early = False
         # decode the first frame now: a video without one fails before any output exists,
         # and the displayed size (after rotation) is known up front
@@ -78,7 +103,7 @@ class VideoReader:
         if self._first is None:
             self.close()
             raise UserError(f"{self.path} has no decodable video frames (empty or damaged from the start)")
-        self.size: tuple[int, int] = self._first.rgb.shape[:2]
+        self.size: tuple[int, int] = self._first.rgb.shape[:2]  # the first frame's (the overlay's)
 
     @property
     def lost_frames(self) -> int:
@@ -102,17 +127,34 @@ class VideoReader:
                     continue
                 for frame in frames:
                     yield self._convert(frame)
-        except av.error.FFmpegError:
+        except av.error.FFmpegError as e:
             self.ended_early = True  # demuxing failed: the file is cut or damaged from here on
+            self.end_reason = ("it stopped sending (no packet within the read timeout)"
+                               if isinstance(e, av.error.ExitError) else f"reading failed ({_short(e)})")
         finally:
             self.close()
 
+    @property
+    def finished(self) -> bool:
+        """Whether the reading reached the end the source announced (its duration, to within half a
+        second), as a recording played to its end does; False for a live source without one."""
+        if self.duration is None or self.last_time is None:
+            return False
+        return self.last_time + 1.0 / float(self.fps) >= self.duration - 0.5
+
     def _convert(self, frame: av.VideoFrame) -> DecodedFrame:
         rgb = frame.to_ndarray(format="rgb24")
+        if frame.time is not None:
+            self.last_time = frame.time
         turns = _rotation(frame) // 90
         if turns:
             rgb = np.ascontiguousarray(np.rot90(rgb, k=-turns))
-        out = DecodedFrame(self.decoded, rgb, frame.pts, frame.time_base)
+        size = rgb.shape[:2]
+        restart = self._last_size is not None and size != self._last_size
+        if restart:
+            self.size_changes.append({"frame": self.decoded, "from": list(self._last_size), "to": list(size)})
+        self._last_size = size
+        out = DecodedFrame(self.decoded, rgb, frame.pts, frame.time_base, restart, time.perf_counter())
         self.decoded += 1
         return out
 

@@ -13,13 +13,16 @@ drives the PyTorch ``GSVNet`` with it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, Iterable, Iterator, Protocol, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
 from gsvnet.state import PropagationState  # noqa: F401  (one state for every stepper)
 
 StateT = TypeVar("StateT")  # what a stepper hands from one step to the next (PropagationState for ours)
 Frames = Any  # a batch of uint8 RGB frames [N,H,W,3] in the stepper's array type
 Labels = Any  # uint8 [N,H,W] in the stepper's array type
+#: what a scheduler learns of a frame from what came with it: (restart: make it a keyframe and
+#: count the next ones from it; the size to give its labels, None for the scheduler's own)
+FrameInfo = Callable[[Any], "tuple[bool, tuple[int, int] | None]"]
 
 
 class Stepper(Protocol[StateT]):
@@ -54,6 +57,11 @@ class KeyframeScheduler(Generic[StateT]):
 
     def is_keyframe(self, index: int) -> bool:
         return index == 0 or (index + self.phase) % self.interval == 0
+
+    def restart(self, index: int) -> None:
+        """Make frame ``index`` a keyframe and count the next ones from it (the frame after a
+        change of frame size: nothing is propagated across it)."""
+        self.phase = (-index) % self.interval
 
     def run(self, frames: Iterable[Frames]) -> Iterator[StepResult]:
         state: StateT | None = None

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..backends.base import Backend
-from .core import KeyframeScheduler, PropagationState, StepResult
+from .core import FrameInfo, KeyframeScheduler, PropagationState, StepResult
 
 
 class KeyframeWorkers:
@@ -68,8 +68,9 @@ class LookaheadScheduler:
     ``workers`` keyframe steps computed ahead, concurrently with the propagation steps before them.
 
     ``run`` takes (payload, uint8 frames [1,H,W,3]) pairs and yields (payload, StepResult) in
-    frame order; it holds at most ``workers * l + 1`` frames. ``scores``: each StepResult also
-    carries the host scores [1,C,h,w].
+    frame order; it holds at most ``workers * l + 1`` frames. ``info(payload)``, when given, says
+    which frames restart the schedule and each frame's label size. ``scores``: each StepResult
+    also carries the host scores [1,C,h,w].
     """
 
     def __init__(self, backend: Backend, interval: int, label_size: tuple[int, int], workers: int,
@@ -82,8 +83,9 @@ class LookaheadScheduler:
         self.wait_timer = wait_timer
         self.scores = scores
 
-    def run(self, frames: Iterator[tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, StepResult]]:
+    def run(self, frames: Iterator[tuple[Any, np.ndarray]], info: FrameInfo | None = None) -> Iterator[tuple[Any, StepResult]]:
         backend, order = self.backend, self.order
+        info = info or (lambda payload: (False, None))
         workers = KeyframeWorkers(backend, self.workers)
         pending: deque = deque()
         source = enumerate(frames)
@@ -94,14 +96,17 @@ class LookaheadScheduler:
                 if item is None:
                     return
                 index, (payload, batch) = item
+                restart, size = info(payload)
+                if restart:
+                    order.restart(index)
                 future = workers.submit(batch) if order.is_keyframe(index) else None
-                pending.append((index, payload, batch, future))
+                pending.append((index, payload, batch, future, size or order.label_size))
 
         try:
             state: PropagationState | None = None
             fill()
             while pending:
-                index, payload, batch, future = pending.popleft()
+                index, payload, batch, future, size = pending.popleft()
                 fill()
                 if future is not None:
                     started = time.perf_counter()
@@ -111,9 +116,9 @@ class LookaheadScheduler:
                 else:
                     state = backend.propagation_step(state, batch)
                 scores = backend.host_scores(state) if self.scores else None
-                yield payload, StepResult(index, future is not None, backend.labels(state, order.label_size), scores)
+                yield payload, StepResult(index, future is not None, backend.labels(state, size), scores)
         finally:
-            for *_, future in pending:
+            for *_, future, _size in pending:
                 if future is not None:
                     future.cancel()
             workers.close()

@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from ..backends.base import Backend
-from .core import KeyframeScheduler, PropagationState, StepResult
+from .core import FrameInfo, KeyframeScheduler, PropagationState, StepResult
 
 
 class MultiStreamScheduler:
@@ -24,18 +24,26 @@ class MultiStreamScheduler:
         self.streams = [KeyframeScheduler(backend, interval, size, phase=(s * interval) // count if stagger else 0)
                         for s, size in enumerate(label_sizes)]
 
-    def run(self, sources: list[Iterator[np.ndarray]]) -> Iterator[list[tuple[int, StepResult]]]:
-        """Each source yields uint8 [1,H,W,3] frames; yields, per tick, (stream, result) pairs."""
+    def run(self, sources: list[Iterator[np.ndarray]], info: FrameInfo | None = None) -> Iterator[list[tuple[int, StepResult]]]:
+        """Each source yields uint8 [1,H,W,3] frames; yields, per tick, (stream, result) pairs.
+        ``info(stream)``, called after each frame is taken from that stream, says whether the frame
+        restarts its schedule and the size of its labels (None: the stream's label size)."""
         backend = self.backend
+        info = info or (lambda stream: (False, None))
         states: list[PropagationState | None] = [None] * len(sources)
         indices = [0] * len(sources)
         active = list(range(len(sources)))
         while active:
             frames: dict[int, np.ndarray] = {}
+            sizes: dict[int, tuple[int, int]] = {}
             for s in active:
                 frame = next(sources[s], None)
                 if frame is not None:
                     frames[s] = frame
+                    restart, size = info(s)
+                    if restart:
+                        self.streams[s].restart(indices[s])
+                    sizes[s] = tuple(size or self.streams[s].label_size)  # type: ignore[arg-type]
             active = list(frames)
             if not active:
                 return
@@ -51,7 +59,7 @@ class MultiStreamScheduler:
                 for s, state in zip(props, backend.split_state(new, [1] * len(props))):
                     states[s] = state
             results = []
-            for size, group in _group_by_label_size(active, self.streams).items():
+            for size, group in _group_by_label_size(active, sizes).items():
                 state = states[group[0]] if len(group) == 1 else backend.concat_states([states[s] for s in group])
                 labels = backend.labels(state, size)
                 for s, lab in zip(group, np.split(labels, len(group))):
@@ -62,8 +70,8 @@ class MultiStreamScheduler:
             yield sorted(results, key=lambda r: r[0])
 
 
-def _group_by_label_size(active: list[int], streams: list[KeyframeScheduler]) -> dict[tuple[int, int], list[int]]:
+def _group_by_label_size(active: list[int], sizes: dict[int, tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
     groups: dict[tuple[int, int], list[int]] = {}
     for s in active:
-        groups.setdefault(tuple(streams[s].label_size), []).append(s)  # type: ignore[arg-type]
+        groups.setdefault(sizes[s], []).append(s)
     return groups
