@@ -66,10 +66,10 @@ class VideoReader:
             self.container = av.open(str(self.path), mode="r", format="video4linux2" if device else None,
                                      options=options, timeout=timeout)
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-            what = "stream" if network or device else "video"
-            fix = ("check the URL, that the server or camera is up and reachable from here" if network or device
-                   else "check that the file is a complete video")
-            raise UserError(f"{self.path} is not a readable {what} ({_short(e)}); {fix}") from None
+            if network or device:
+                raise UserError(f"{self.path} is not a readable stream ({_short(e)}); check the URL, that the server "
+                                "or camera is up and reachable from here") from None
+            raise UserError(f"{self.path} is not a readable video ({_short(e)}); check that the file is a complete video") from None
         if not self.container.streams.video:
             self.container.close()
             raise UserError(f"{self.path} has no video stream")

@@ -96,6 +96,17 @@ def test_sources_named_live():
     assert source_stem("rtsp://user:pw@cam.local:554/stream1?x=1") == "cam.local_554_stream1"
 
 
+def test_a_url_nobody_answers_is_one_line_before_any_output(engines, tmp_path):
+    from tests.runtime.live_server import free_port
+
+    url = f"rtsp://127.0.0.1:{free_port()}/nothing"
+    proc = subprocess.run(command(engines, url, tmp_path, 4), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {url} is not a readable stream (") and "server or camera is up" in last, last
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_rtsp_stream_is_labelled_as_its_file_is(engines, server, file_labels, tmp_path):
     proc = subprocess.run(command(engines, server.url, tmp_path, 1, "--no-drop"), cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
