@@ -17,6 +17,17 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def parse_any_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W), any positive sizes (a model's input size, not an engine's)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x1024 (height x width), got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"size {h}x{w}: height and width must be positive")
+    return h, w
+
+
 def size_error(size: tuple[int, int]) -> str | None:
     """Why (H, W) cannot be an engine frame size (both must be multiples of 8 and >= 16), as one
     line naming the nearest one that can; None when it can."""

@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from engine_format.manifest import ManifestError
-from engine_format.sizes import parse_size
+from engine_format.sizes import parse_any_size, parse_size
 
 from .build_errors import BuildError
 from .options import (BACKENDS, CUSTOM_OPS, DEFAULT_CALIBRATION_FRAMES, DEFAULT_OPSET, DEFAULT_OUT, DEFAULT_SIZE,
@@ -46,6 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="GSVNet checkpoint (gsvnet.save_checkpoint format); default: the weights shipped in "
                         "gsvnet/weights for the keyframe net, or random weights if none are shipped")
+    own = p.add_argument_group("your own segmenter as the keyframe net (docs/own-segmenter.md)")
+    own.add_argument("--keyframe-onnx", type=Path, default=None, metavar="MODEL.onnx",
+                     help="an ONNX segmentation model with one image input (float NCHW or NHWC, dynamic batch) and one "
+                          "score output [N,C,h,w] at any stride, logits or probabilities: it becomes the keyframe "
+                          "net; the propagation nets come from --checkpoint (or the shipped ones, for the same class "
+                          "count), else are random until trained for it")
+    own.add_argument("--input-size", type=parse_any_size, default=None, metavar="HxW",
+                     help="the size the model takes (default: the graph's fixed input size)")
+    own.add_argument("--mean", type=float, nargs=3, default=(0.485, 0.456, 0.406), metavar=("R", "G", "B"),
+                     help="the model's input mean on 0..1 RGB values")
+    own.add_argument("--std", type=float, nargs=3, default=(0.229, 0.224, 0.225), metavar=("R", "G", "B"),
+                     help="the model's input standard deviation on 0..1 RGB values")
+    own.add_argument("--bgr", action="store_true", help="the model takes BGR channels (OpenCV-trained models)")
+    own.add_argument("--classes", type=Path, default=None, metavar="NAMES_FILE",
+                     help="the model's class names, one per line, each optionally followed by an R G B colour "
+                          "(default: the class count from the output, numbered, with a generated palette)")
     p.add_argument("--official", type=Path, nargs="+", default=None, metavar="FILE",
                    help="the official GSVNet weights instead of --checkpoint: KEYFRAME PROPAGATION [FLOW] (the keyframe "
                         "net's file, GSVNet's training checkpoint, and the flow net's file if it is not inside the "

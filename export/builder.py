@@ -77,6 +77,84 @@ def _load_official(options: BuildOptions, overrides: dict):
                    "metadata": {"official": [str(f) for f in options.official]}}
 
 
+def _imported_model(options: BuildOptions, spec, log: Callable[[str], None]):
+    """(model, checkpoint description) for ``--keyframe-onnx``: the stand-in keyframe net, and
+    propagation nets from ``--checkpoint`` (or the shipped ones when their classes match),
+    else random ones (said loudly)."""
+    import torch
+
+    from gsvnet import GSVNet, GSVNetConfig, load_checkpoint
+    from gsvnet.keyframe.imported import NAME
+    from gsvnet.pretrained import default_checkpoint
+
+    from .keyframe_import import class_names
+
+    names, palette = class_names(options.classes, spec.num_classes)
+    source_path = options.checkpoint
+    if source_path is None:
+        shipped = default_checkpoint("swiftnet_r18")
+        if shipped is not None and load_checkpoint(shipped)[0].config.num_classes == spec.num_classes:
+            source_path = shipped
+    source = load_checkpoint(source_path)[0] if source_path is not None else None
+    if source is not None and source.config.num_classes != spec.num_classes:
+        raise BuildError(f"--checkpoint {source_path} has propagation nets for {source.config.num_classes} classes, but "
+                         f"{options.keyframe_onnx} outputs {spec.num_classes}; pass a checkpoint trained for this model")
+    base = source.config if source is not None else GSVNetConfig(num_classes=spec.num_classes, radius=options.radius)
+    config = GSVNetConfig(keyframe_net=NAME, num_classes=spec.num_classes, radius=base.radius,
+                          flow_channels=base.flow_channels, intra_channels=base.intra_channels,
+                          guide_channels=base.guide_channels, class_names=names, palette=palette,
+                          normalization=base.normalization, keyframe_import=spec.to_dict())
+    torch.manual_seed(options.seed)
+    model = GSVNet(config).eval()
+    if source is not None:
+        state = {k: v for k, v in source.state_dict().items() if not k.startswith("keyframe.")}
+        model.load_state_dict(state, strict=True)
+        propagation = {"propagation": str(source_path), "propagation_sha256": sha256_file(source_path)}
+        log(f"keyframe net: {options.keyframe_onnx} ({spec.num_classes} classes, input {spec.input_size[0]}x"
+            f"{spec.input_size[1]} {spec.layout}{' BGR' if spec.bgr else ''}, {spec.output} at 1/{spec.output_stride:g}); "
+            f"propagation nets from {source_path}")
+    else:
+        with torch.no_grad():
+            torch.nn.init.normal_(model.flow.toflow.weight, std=0.05)
+        propagation = {"propagation": None, "propagation_seed": options.seed}
+        log(f"WARNING: no propagation nets for {spec.num_classes} classes (--checkpoint): they are RANDOM, so only "
+            "--interval 1 gives your model's labels; train them for this model (docs/own-segmenter.md)")
+    return model, {"source": str(options.keyframe_onnx), "source_sha256": spec.sha256, "random_weights": False,
+                   **propagation, "metadata": {"keyframe_onnx": str(options.keyframe_onnx)}}
+
+
+def _imported_keyframe_graph(options: BuildOptions, user_model, spec, model, out: Path, key: str,
+                             log: Callable[[str], None]) -> dict:
+    """Write ``out/keyframe.onnx`` for an imported model, verified against it; its manifest entry."""
+    import onnx
+
+    from engine_format.stages import stage_table
+
+    from .keyframe_import import keyframe_graph, verify_keyframe_graph
+
+    config = model.config
+    stage = stage_table(config.num_classes, config.radius, options.size)["keyframe"]
+    path, tmp = out / "keyframe.onnx", out / ".keyframe.onnx.tmp"
+    try:
+        onnx.save_model(keyframe_graph(user_model, spec, options.size, config.num_classes, config.radius, options.opset),
+                        str(tmp))
+        check = verify_keyframe_graph(tmp, user_model, spec, options.size)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log(f"  keyframe: {Path(spec.source).name} imported; max |err| {check['max_abs']:.2e} "
+        f"({check['relative']:.1e} of its scores' range) vs the model in onnxruntime on {check['frames']} real frames")
+    if not check["ok"]:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"the keyframe graph made from {spec.source} differs from the model itself by "
+                         f"{check['relative']:.1e} of its scores' range (more than {check['tolerance']:g}); "
+                         "no manifest was written")
+    tmp.replace(path)
+    return {"file": path.name, "sha256": sha256_file(path), "opset": options.opset, "precision": "fp32",
+            "inputs": [s.to_dict() for s in stage.inputs], "outputs": [s.to_dict() for s in stage.outputs],
+            "custom_op": None, "imported": spec.source, "verification": check, "build_key": key}
+
+
 def _calibration(options: BuildOptions) -> tuple[list[Path], dict]:
     """The calibration images and the record of them (what the INT8 graph depends on)."""
     from .quantize import calibration_files, files_digest
@@ -121,7 +199,14 @@ def build(options: BuildOptions, log: Callable[[str], None] = print) -> Manifest
 
     int8 = options.precision == "int8"
     calibration = _calibration(options) if int8 else None
+    imported = options.keyframe_onnx is not None
     want_trt = not int8 and (options.backend == "tensorrt" or (options.backend == "auto" and tensorrt_available()))
+    if imported and want_trt:
+        if options.backend == "tensorrt":
+            raise BuildError("--keyframe-onnx folders are not compiled to TensorRT yet; use --backend onnx (onnxruntime "
+                             "and OpenVINO run them)")
+        log("--keyframe-onnx: building ONNX graphs only (onnxruntime, OpenVINO; not compiled to TensorRT yet)")
+        want_trt = False
     if options.backend == "tensorrt" and not tensorrt_available():
         raise BuildError(TENSORRT_MISSING)
     if int8 and options.backend == "auto" and tensorrt_available():
@@ -129,7 +214,14 @@ def build(options: BuildOptions, log: Callable[[str], None] = print) -> Manifest
     elif options.backend == "auto" and not want_trt:
         log("TensorRT is not importable: building ONNX graphs only (onnxruntime / torch backends)")
 
-    model, ckpt_info = _load_model(options)
+    if imported:
+        from .keyframe_import import ImportOptions, inspect_model
+
+        user_model, spec = inspect_model(options.keyframe_onnx, ImportOptions(options.input_size, options.mean,
+                                                                               options.std, options.bgr))
+        model, ckpt_info = _imported_model(options, spec, log)
+    else:
+        model, ckpt_info = _load_model(options)
     if ckpt_info["random_weights"]:
         log("WARNING: no checkpoint: exporting RANDOM weights; segmentations will be meaningless (fine for benchmarks). "
             "Pass --checkpoint PATH for real output.")
@@ -157,8 +249,13 @@ def build(options: BuildOptions, log: Callable[[str], None] = print) -> Manifest
     started = time.perf_counter()
     graphs, failures = export_graphs(
         model, options.size, out, precision="fp32", opset=options.opset, custom_ops=options.custom_ops, build_key=key,
-        stages=STAGES, reuse=reuse.graphs if reuse is not None else {},
+        stages=tuple(s for s in STAGES if not (imported and s == "keyframe")),
+        reuse=reuse.graphs if reuse is not None else {},
         transform=custom_op_transform(options.custom_ops, config.radius), log=log)
+    if imported and not failures:
+        keyframe = (reuse.graphs["keyframe"] if reuse is not None and "keyframe" in reuse.graphs
+                    else _imported_keyframe_graph(options, user_model, spec, model, out, key, log))
+        graphs = {name: keyframe if name == "keyframe" else graphs[name] for name in STAGES}
     if failures:
         raise BuildError(f"onnxruntime disagrees with PyTorch beyond tolerance for: {', '.join(failures)} "
                          f"(see the lines above); no manifest was written")
@@ -167,7 +264,8 @@ def build(options: BuildOptions, log: Callable[[str], None] = print) -> Manifest
 
         graphs["keyframe"] = quantize_keyframe_graph(out, graphs["keyframe"], calibration, options.size, log)
     verification = write_verification_set(out, model, options.size,
-                                          out / graphs["keyframe"]["file"] if int8 else None)
+                                          out / graphs["keyframe"]["file"] if int8 else None,
+                                          out / graphs["keyframe"]["file"] if imported else None)
     log(f"  verification set: {verification['frames']} real frames and their reference labels "
         f"({', '.join(verification['references'])}) in {out / verification['file']}")
 

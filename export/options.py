@@ -38,6 +38,12 @@ class BuildOptions:
 
     keyframe_net: str | None = None
     checkpoint: Path | None = None
+    keyframe_onnx: Path | None = None  # the user's own segmenter as the keyframe net (export/keyframe_import.py)
+    input_size: tuple[int, int] | None = None  # (H, W) it takes (None: the graph's fixed size)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # its input normalisation, on 0..1 RGB
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    bgr: bool = False  # it takes BGR
+    classes: Path | None = None  # class names (and colours) of its output, one per line
     official: tuple[Path, ...] | None = None
     random_weights: bool = False
     seed: int = 0
@@ -59,13 +65,16 @@ class BuildOptions:
     force: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("checkpoint", "calibration", "timing_cache"):
+        for name in ("checkpoint", "calibration", "timing_cache", "keyframe_onnx", "classes"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
         self.out = Path(self.out)
         if self.official is not None:
             self.official = tuple(Path(f) for f in self.official)
         self.size = (int(self.size[0]), int(self.size[1]))
+        if self.input_size is not None:
+            self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        self.mean, self.std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
         _check_ranges(self)
         _check_together(self)
 
@@ -79,7 +88,7 @@ class BuildOptions:
             flag = "--" + f.name.replace("_", "-")
             if isinstance(value, bool):
                 words.append(flag)
-            elif f.name == "size":
+            elif f.name in ("size", "input_size"):
                 words += [flag, f"{value[0]}x{value[1]}"]
             elif isinstance(value, tuple):
                 words += [flag, *map(str, value)]
@@ -127,6 +136,19 @@ def _check_together(o: BuildOptions) -> None:
             raise BuildError(f"--official takes 2 or 3 files (KEYFRAME PROPAGATION [FLOW]), got {len(o.official)}")
         if o.checkpoint is not None or o.random_weights:
             raise BuildError("--official replaces --checkpoint and --random-weights; pass only one of them")
+    if o.keyframe_onnx is not None:
+        for flag, given in (("--official", o.official is not None), ("--keyframe-net", o.keyframe_net is not None),
+                            ("--precision int8", o.precision == "int8"), ("--random-weights", o.random_weights)):
+            if given:
+                raise BuildError(f"--keyframe-onnx makes the keyframe net your model; {flag} does not go with it")
+    else:
+        named = [flag for flag, given in (("--input-size", o.input_size is not None), ("--bgr", o.bgr),
+                                          ("--classes", o.classes is not None),
+                                          ("--mean", o.mean != (0.485, 0.456, 0.406)),
+                                          ("--std", o.std != (0.229, 0.224, 0.225))) if given]
+        if named:
+            raise BuildError(f"{', '.join(named)} describe(s) a model imported with --keyframe-onnx MODEL.onnx; "
+                             "pass it too, or drop them")
     if o.precision == "int8":
         if o.backend == "tensorrt":
             raise BuildError("--precision int8 builds an onnxruntime keyframe graph; "

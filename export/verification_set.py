@@ -19,24 +19,33 @@ def reference_labels(model, frames: np.ndarray, size: tuple[int, int], keyframe_
     with torch.inference_mode():
         for k, frame in enumerate(engine_frames(frames, size)):
             image = torch.from_numpy(frame[None])
-            if k == 0:
+            if k == 0 and keyframe_scores is not None:
+                state = PropagationState(torch.from_numpy(keyframe_scores(frame[None])), model.downsample(image))
+            elif k == 0:
                 state = model.keyframe_step(image)
-                if keyframe_scores is not None:
-                    state = PropagationState(torch.from_numpy(keyframe_scores(frame[None])), state.small)
             else:
                 state = model.propagation_step(state, image)
             out.append(model.labels(state, size)[0].numpy())
     return np.stack(out)
 
 
-def write_verification_set(folder: Path, model, size: tuple[int, int], int8_keyframe: Path | None = None) -> dict:
-    """Write ``folder/verification.npz`` and return its manifest entry (file, sha256, what is in it)."""
+def write_verification_set(folder: Path, model, size: tuple[int, int], int8_keyframe: Path | None = None,
+                           imported_keyframe: Path | None = None) -> dict:
+    """Write ``folder/verification.npz`` and return its manifest entry (file, sha256, what is in it).
+    ``imported_keyframe``: the keyframe graph of an imported model, whose FP32 scores replace the
+    (stand-in) keyframe net's."""
     from gsvnet.samples import sample_frames
 
     from engine_format.manifest import sha256_file
 
     frames = sample_frames()[:FRAMES]
-    arrays = {"frames": frames, "labels_fp32": reference_labels(model, frames, size)}
+    scores = None
+    if imported_keyframe is not None:
+        from engine_format.sessions import make_session
+
+        imported = make_session(imported_keyframe)
+        scores = lambda f: imported.run(None, {"image": f})[0].astype(np.float32)  # noqa: E731
+    arrays = {"frames": frames, "labels_fp32": reference_labels(model, frames, size, scores)}
     if int8_keyframe is not None:
         from engine_format.sessions import make_session
 

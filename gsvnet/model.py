@@ -41,6 +41,8 @@ class GSVNetConfig:
     #: "official": bilinear resizes with align_corners=True everywhere, as robert80203/GSVNet
     #: computes them (its 1/8 frame, keyframe input and output, and the final label upsampling)
     resampling: str = "half_pixel"
+    #: the keyframe net is a user's ONNX model (keyframe_net "onnx"): gsvnet.imported.KeyframeImport
+    keyframe_import: dict | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.key_scale <= 1.0:

@@ -38,10 +38,13 @@ def _load_all() -> None:
     _loaded = True
 
 
+HIDDEN = {"onnx"}  # registered for checkpoints, not a choice: made by build_engines --keyframe-onnx
+
+
 def keyframe_net_names() -> list[str]:
-    """Sorted names of all registered keyframe networks."""
+    """Sorted names of the keyframe networks one can choose (``--keyframe-net``)."""
     _load_all()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) - HIDDEN)
 
 
 def create_keyframe_net(name: str, num_classes: int = 19, **kwargs) -> KeyframeNet:

@@ -1,7 +1,9 @@
 """PyTorch eager backend: the GSVNet modules from the engines folder's checkpoint.
 
 This is the reference every other backend is compared with, and the "PyTorch eager" baseline
-of the benchmarks. It runs the same stage functions the exporter exported.
+of the benchmarks. It runs the same stage functions the exporter exported; a folder whose keyframe
+net is an imported ONNX model (``build_engines --keyframe-onnx``) has its keyframe graph run in
+onnxruntime, the rest in PyTorch.
 """
 
 from __future__ import annotations
@@ -36,8 +38,17 @@ class TorchBackend(Backend):
         self.model, _ = load_checkpoint(path)
         self.model.to(self.device).eval()
         self.functions = stage_functions(self.frame_size)
+        self.imported = None
+        if manifest.model.get("keyframe_import"):
+            from engine_format.sessions import make_session
+
+            graph = verify_file(manifest, manifest.graphs["keyframe"], "graph")
+            self.imported = make_session(graph, threads=threads or 0)
 
     def run(self, stage: str, *inputs: Array) -> Array:
+        if stage == "keyframe" and self.imported is not None:
+            image = inputs[0].cpu().numpy()
+            return torch.from_numpy(self.imported.run(None, {"image": image})[0]).to(self.device)
         with torch.inference_mode():
             return self.functions[stage](self.model, *inputs)
 
@@ -59,7 +70,11 @@ class TorchBackend(Backend):
 
     def exercised_files(self) -> dict[str, str]:
         checkpoint = self.manifest.data["checkpoint"]
-        return {checkpoint["file"]: checkpoint["sha256"]}
+        files = {checkpoint["file"]: checkpoint["sha256"]}
+        if self.imported is not None:
+            keyframe = self.manifest.graphs["keyframe"]
+            files[keyframe["file"]] = keyframe["sha256"]
+        return files
 
     def library_versions(self) -> dict:
         return {**super().library_versions(), "torch": torch.__version__}
