@@ -83,11 +83,10 @@ def _imported_model(options: BuildOptions, spec, log: Callable[[str], None]):
     else random ones (said loudly)."""
     import torch
 
-    from gsvnet import GSVNet, GSVNetConfig, load_checkpoint
-    from gsvnet.keyframe.imported import NAME
+    from gsvnet import load_checkpoint
     from gsvnet.pretrained import default_checkpoint
 
-    from .keyframe_import import class_names
+    from .keyframe_import import class_names, imported_gsvnet
 
     names, palette = class_names(options.classes, spec.num_classes)
     source_path = options.checkpoint
@@ -99,23 +98,14 @@ def _imported_model(options: BuildOptions, spec, log: Callable[[str], None]):
     if source is not None and source.config.num_classes != spec.num_classes:
         raise BuildError(f"--checkpoint {source_path} has propagation nets for {source.config.num_classes} classes, but "
                          f"{options.keyframe_onnx} outputs {spec.num_classes}; pass a checkpoint trained for this model")
-    base = source.config if source is not None else GSVNetConfig(num_classes=spec.num_classes, radius=options.radius)
-    config = GSVNetConfig(keyframe_net=NAME, num_classes=spec.num_classes, radius=base.radius,
-                          flow_channels=base.flow_channels, intra_channels=base.intra_channels,
-                          guide_channels=base.guide_channels, class_names=names, palette=palette,
-                          normalization=base.normalization, keyframe_import=spec.to_dict())
     torch.manual_seed(options.seed)
-    model = GSVNet(config).eval()
+    model = imported_gsvnet(spec, names, palette, source, options.radius)
     if source is not None:
-        state = {k: v for k, v in source.state_dict().items() if not k.startswith("keyframe.")}
-        model.load_state_dict(state, strict=True)
         propagation = {"propagation": str(source_path), "propagation_sha256": sha256_file(source_path)}
         log(f"keyframe net: {options.keyframe_onnx} ({spec.num_classes} classes, input {spec.input_size[0]}x"
             f"{spec.input_size[1]} {spec.layout}{' BGR' if spec.bgr else ''}, {spec.output} at 1/{spec.output_stride:g}); "
             f"propagation nets from {source_path}")
     else:
-        with torch.no_grad():
-            torch.nn.init.normal_(model.flow.toflow.weight, std=0.05)
         propagation = {"propagation": None, "propagation_seed": options.seed}
         log(f"WARNING: no propagation nets for {spec.num_classes} classes (--checkpoint): they are RANDOM, so only "
             "--interval 1 gives your model's labels; train them for this model (docs/own-segmenter.md)")

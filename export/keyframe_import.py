@@ -233,3 +233,27 @@ def class_names(path: Path | None, count: int) -> tuple[list[str], list[list[int
             names.append(line)
             palette.append(list(default.palette[k]))
     return names, palette
+
+
+def imported_gsvnet(spec: KeyframeImport, names: list[str], palette: list[list[int]], source=None, radius: int = 1):
+    """A GSVNet (eval mode) whose keyframe net is the stand-in for ``spec``'s model, with the
+    propagation nets, their widths and their input normalisation of the GSVNet ``source`` (which
+    must have the model's class count), or fresh ones."""
+    import torch
+
+    from gsvnet import GSVNet, GSVNetConfig
+    from gsvnet.keyframe.imported import NAME
+
+    base = source.config if source is not None else GSVNetConfig(num_classes=spec.num_classes, radius=radius)
+    config = GSVNetConfig(keyframe_net=NAME, num_classes=spec.num_classes, radius=base.radius,
+                          flow_channels=base.flow_channels, intra_channels=base.intra_channels,
+                          guide_channels=base.guide_channels, class_names=names, palette=palette,
+                          normalization=base.normalization if source is not None else None,
+                          keyframe_import=spec.to_dict())
+    model = GSVNet(config).eval()
+    if source is not None:
+        model.load_state_dict({k: v for k, v in source.state_dict().items() if not k.startswith("keyframe.")})
+    else:
+        with torch.no_grad():  # the zero-initialised flow head would make every warp an identity
+            torch.nn.init.normal_(model.flow.toflow.weight, std=0.05)
+    return model

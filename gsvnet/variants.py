@@ -36,6 +36,9 @@ class WarpOnlyGSVNet(GSVNet):
 
 
 class HoldGSVNet(GSVNet):
+    def propagate(self, prev_scores: torch.Tensor, prev_small: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
+        return prev_scores  # also for callers of ``propagate`` on cached frames (training selection)
+
     def propagation_step(self, state: PropagationState, image: torch.Tensor) -> PropagationState:
         return PropagationState(state.scores, self.downsample(image))
 

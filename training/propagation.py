@@ -1,6 +1,10 @@
 """Train GSVNet's propagation nets (flow, intra, guiding) with the keyframe net frozen.
 
     python -m training.propagation --checkpoint runs/keyframe/best.pt --out runs/propagation
+    python -m training.propagation --teacher-onnx MY_SEGMENTER.onnx --videos MY_VIDEOS... --out runs/mine
+
+The second form distils the nets for your own ONNX segmenter on unlabelled video (training/distill.py);
+what follows describes the first, for the shipped CamVid keyframe net.
 
 What is trained matches what is scored (python -m evaluation camvid-sequence):
 1. Data, forward in time only (as the deployed pipeline plays video):
@@ -44,6 +48,7 @@ from gsvnet.datasets.camvid import NUM_CLASSES, VOID, LabelledFrame, load_split
 from gsvnet.model import GSVNetConfig, grid_size
 from gsvnet.variants import build_variant
 from gsvnet.checkpoint import atomic_torch_save
+from engine_format.sizes import parse_any_size
 from runtime.arguments import positive_int
 from evaluation.clips import holdout_split, read_video
 
@@ -335,7 +340,16 @@ def selection_record(model: GSVNet, selection: SelectionSet, max_interval: int, 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="GSVNet checkpoint with the trained keyframe net (training.keyframe's best.pt)")
+    p.add_argument("--checkpoint", default=None, help="GSVNet checkpoint with the trained keyframe net (training.keyframe's best.pt)")
+    own = p.add_argument_group("distil for your own ONNX segmenter (training/distill.py; as build_engines --keyframe-onnx)")
+    own.add_argument("--teacher-onnx", default=None, metavar="MODEL.onnx",
+                     help="your segmenter: the nets learn its per-frame scores on --videos (no labels, no CamVid)")
+    own.add_argument("--input-size", type=parse_any_size, default=None, metavar="HxW",
+                     help="the size it takes (default: its graph's fixed size)")
+    own.add_argument("--mean", type=float, nargs=3, default=(0.485, 0.456, 0.406), help="its input mean on 0..1 RGB")
+    own.add_argument("--std", type=float, nargs=3, default=(0.229, 0.224, 0.225), help="its input std on 0..1 RGB")
+    own.add_argument("--bgr", action="store_true", help="it takes BGR")
+    own.add_argument("--classes", default=None, help="its class names file (as build_engines --classes)")
     p.add_argument("--videos", nargs="+", default=DEFAULT_VIDEOS, help="real clips for the soft targets")
     p.add_argument("--camvid", default=str(DATA / "camvid"), help="CamVid root: train for ego-motion sequences, val (first half) for selection")
     p.add_argument("--out", default="runs/propagation", help="output folder: final.pt, summary.json, clip caches")
@@ -380,15 +394,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=150, help="selection-half evaluation every N end-to-end steps")
     p.add_argument("--cache-dir", default=None, help="where prepared clips are cached (default: OUT)")
     p.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each clip (smoke tests)")
+    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda or cuda:N")
     p.add_argument("--limit", type=int, default=None, help="use only the first N CamVid images of each split (smoke tests)")
     p.add_argument("--seed", type=int, default=0, help="seed for torch and numpy")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--device", default="auto", help="auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu, cuda or cuda:N")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if (args.checkpoint is None) == (args.teacher_onnx is None):
+        p.error("pass --checkpoint (the shipped keyframe net's training) or --teacher-onnx (your own model), one of them")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.teacher_onnx is not None:
+        from export.build_errors import BuildError
+
+        from .distill import run
+
+        try:
+            summary = run(args)
+        except BuildError as e:  # what the model contradicts, as build_engines says it
+            raise SystemExit(f"error: {e}") from None
+        if summary.get("exit_code"):
+            raise SystemExit(summary["exit_code"])
+        return summary
     rng, out = start_run(args.seed, args.threads, args.out)
     started = time.time()
     teacher, keyframe_meta = load_checkpoint(args.checkpoint)
