@@ -185,3 +185,16 @@ def test_cpu_without_amx_table_is_the_recorded_result():
     assert f"{targets['default_vs_per_frame_openvino']:.2f}x per-frame OpenVINO" in text
     assert f"{round(100 * targets['default_share_of_io_ceiling'])}% of the I/O" in text
     assert f"labels only, {targets['labels_only_default_vs_onnxruntime_fp32']:.2f}x" in text
+
+
+def test_cpu_auto_choice_agreement_is_the_recorded_result():
+    """docs/cpu.md's whole-clip agreement of the automatic choice with FP32 is the JSON's."""
+    text = " ".join(_section((DOCS / "cpu.md").read_text(), "Accuracy per precision").split())
+    record = "2026-12-07-auto-choice-agreement.json"
+    assert f"](../benchmarks/results/{record})" in text
+    data = json.loads((REPO / "benchmarks" / "results" / record).read_text())
+    agreement = data["pixel_agreement"]
+    assert f"{100 * agreement['min']:.3f}% of the pixels of the worst of its {data['frames']} frames" in text
+    assert f"(frame {agreement['worst_frame']})" in text and f"{100 * agreement['mean']:.3f}% on average" in text
+    assert agreement["min"] >= data["guard_per_frame"]
+    assert data["auto_choice"] == {"backend": "openvino", "precision": "bf16"} and "OpenVINO bf16" in text
