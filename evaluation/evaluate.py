@@ -90,7 +90,10 @@ def make_stepper(options: EvaluationOptions, checkpoint: str | Path, variant: st
 
         torch.set_num_threads(options.threads or torch.get_num_threads())
         model, _ = load_model(checkpoint, variant)
-        return Runner(TorchStepper(model), None, f"{REFERENCE} ({variant}, {Path(checkpoint).name})",
+        keyframe, size = imported_keyframe(options, model)
+        return Runner(TorchStepper(model, keyframe_scores=keyframe), size,
+                      f"{REFERENCE} ({variant}, {Path(checkpoint).name}"
+                      + (f", keyframe graph of {options.engines}" if keyframe else "") + ")",
                       list(model.config.class_names))
     from runtime.loading import load_backend
 
@@ -102,6 +105,23 @@ def make_stepper(options: EvaluationOptions, checkpoint: str | Path, variant: st
     return Runner(backend, tuple(backend.frame_size), f"{backend.name} ({loaded.why}; engines {options.engines})",
                   list(manifest.model["class_names"]), backend.name,
                   manifest.graphs.get("keyframe", {}).get("precision") == "int8", precision)
+
+
+def imported_keyframe(options: EvaluationOptions, model):
+    """(keyframe scores of uint8 frames, the engines' frame size) for a model whose keyframe net is
+    an imported ONNX model (``build_engines --keyframe-onnx``): its engines folder's keyframe graph
+    in onnxruntime; (None, None) for the project's own keyframe nets."""
+    if not model.config.keyframe_import:
+        return None, None
+    from engine_format.manifest import verify_file
+    from engine_format.sessions import make_session
+
+    if options.engines is None:
+        raise UserError("the checkpoint's keyframe net is an imported ONNX model (build_engines --keyframe-onnx): "
+                        "give --engines DIR, the folder built with it, for its keyframe graph")
+    manifest = engines_manifest(options)
+    session = make_session(verify_file(manifest, manifest.graphs["keyframe"], "graph"), threads=options.threads)
+    return (lambda frames: session.run(None, {"image": np.ascontiguousarray(frames)})[0]), tuple(manifest.frame_size)
 
 
 def engines_manifest(options: EvaluationOptions):

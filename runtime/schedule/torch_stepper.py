@@ -34,9 +34,14 @@ def segment_frames(model: Stepper, frames: Iterable[torch.Tensor], interval: int
 
 
 class TorchStepper:
-    def __init__(self, model: GSVNet, device: str | torch.device = "cpu") -> None:
+    """``keyframe_scores``, when given, gives the keyframe scores [N,C,h,w] of uint8 frames (numpy)
+    instead of the model's keyframe net: a GSVNet whose keyframe net is an imported ONNX model
+    (``gsvnet.imported``) gets them from its engines folder's keyframe graph."""
+
+    def __init__(self, model: GSVNet, device: str | torch.device = "cpu", keyframe_scores=None) -> None:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
+        self.keyframe_scores = keyframe_scores
 
     def _frames(self, frames: np.ndarray) -> torch.Tensor:
         frames = np.asarray(frames)
@@ -46,7 +51,11 @@ class TorchStepper:
 
     def keyframe_step(self, frames: np.ndarray) -> PropagationState:
         with torch.inference_mode():
-            return self.model.keyframe_step(self._frames(frames))
+            image = self._frames(frames)
+            if self.keyframe_scores is not None:
+                scores = torch.from_numpy(np.asarray(self.keyframe_scores(np.asarray(frames)))).to(self.device)
+                return PropagationState(scores, self.model.downsample(image))
+            return self.model.keyframe_step(image)
 
     def propagation_step(self, state: PropagationState, frames: np.ndarray) -> PropagationState:
         with torch.inference_mode():

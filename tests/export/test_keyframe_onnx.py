@@ -171,3 +171,21 @@ def test_a_fixed_batch_model_is_refused_with_the_fix(tmp_path):
     proc = run_module("export.build_engines", "--keyframe-onnx", str(path), "--out", str(tmp_path / "e"),
                       "--size", "136x240", "--backend", "onnx")
     assert proc.returncode == 2 and "re-export with a dynamic batch axis" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_evaluation_video_measures_an_imported_folder_against_its_own_model(foreign_engines, clip_video, tmp_path):
+    """``python -m evaluation video --engines`` on an imported folder: GSVNet on the backend, warp-only
+    and hold on the reference, every row's keyframes from the folder's keyframe graph; at the
+    keyframe itself (d = 0) each row is the model's own labels."""
+    import json
+
+    video, _ = clip_video
+    out = tmp_path / "eval.json"
+    proc = run_module("evaluation", "video", "--video", str(video), "--engines", str(foreign_engines), "--backend",
+                      "onnxruntime", "--holdout", "0.5", "--max-distance", "2", "--json", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (section,) = [v for k, v in json.loads(out.read_text()).items() if k.startswith("video_")]
+    assert set(section["rows"]) == {"gsvnet", "warp_only", "hold"}
+    for name, row in section["rows"].items():
+        assert row["miou_by_distance"]["0"] == pytest.approx(1.0), name
+    assert "keyframe graph of" in section["rows"]["hold"]["backend"]
