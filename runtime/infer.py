@@ -308,6 +308,7 @@ class Run:
         bar = tqdm(total=None if live else sum(expected) or None, unit="frame",
                    disable=None if args.progress else True, dynamic_ncols=True)
         frames = 0
+        given = [0] * len(self.streams)  # frames handed to the writer, per stream
         self.writer = writer = OutputWriter(self._write)
         ticks = self._ticks()
         try:
@@ -315,6 +316,9 @@ class Run:
                 if self.stop.is_set():
                     raise Interrupted()
                 for index, decoded, result in tick:
+                    if limit and given[index] >= limit:
+                        continue  # a live stream that drops frames stops at --max-frames segmented
+                    given[index] += 1
                     writer.put(index, result.index, decoded.rgb, result.labels[0], result.keyframe, decoded.arrived)
                 frames += len(tick)
                 bar.update(len(tick))
@@ -324,7 +328,8 @@ class Run:
                     postfix["latency"] = f"{(time.perf_counter() - tick[-1][1].arrived) * 1e3:.0f}ms"
                     postfix["dropped"] = str(sum(st.drops.dropped for st in self.streams))
                 bar.set_postfix(postfix, refresh=False)
-                if self.end.is_set() or (args.duration and elapsed >= args.duration):
+                if self.end.is_set() or (args.duration and elapsed >= args.duration) or (
+                        live and limit and all(n >= limit for n in given)):
                     break
             writer.finish()
         except BaseException:
@@ -361,7 +366,8 @@ class Run:
         from .live import LIVE_BUFFER, latest_frames
 
         backend, limit = self.backend, self.args.max_frames or 0
-        sources = [latest_frames(engine_frames(st.reader, backend.frame_size, limit, backend.timer), LIVE_BUFFER, st.drops)
+        # a live run that drops frames counts --max-frames in frames segmented (process() stops it)
+        sources = [latest_frames(engine_frames(st.reader, backend.frame_size, 0, backend.timer), LIVE_BUFFER, st.drops)
                    if st.live and self.args.drop else
                    prefetch(engine_frames(st.reader, backend.frame_size, limit, backend.timer), depth=DECODE_DEPTH)
                    for st in self.streams]

@@ -67,8 +67,8 @@ class LiveReader:
         since (a run opens its sources before loading the backend, and a live source does not wait:
         what it sent meanwhile is stale or lost). Before the first frame is taken only."""
         if self.decoded == 0 and time.monotonic() - self.opened_at > older_than:
-            stale, self.reader = self.reader, self._open()
-            stale.close()
+            self.reader.close()  # first: a UDP source's port is free again only then
+            self.reader = self._open()
 
     @property
     def damaged_packets(self) -> int:

@@ -135,7 +135,7 @@ class TailSelection:
 
 def run(args: argparse.Namespace) -> dict:
     """Distil, select, report and (unless it loses to warping) keep OUT/final.pt."""
-    from .propagation import Objective, init_guide, pretrain_flow, pretrain_intra, train_end_to_end
+    from .propagation_loop import Objective, init_guide, pretrain_flow, pretrain_intra, train_end_to_end
     from .state import pick_device, start_run
 
     rng, out = start_run(args.seed, args.threads, args.out)

@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -140,7 +141,9 @@ def test_a_server_that_vanishes_and_returns_is_reconnected_with_a_keyframe(engin
     assert stats["keyframes"] == -(-before // 4) + -(-FRAMES // 4)  # 0, 4, ... then the reconnect, +4, ...
     pngs = list(read_label_pngs(tmp_path / "labels", before + FRAMES))
     assert_equal_labels(pngs[before:], file_labels[4], "after the reconnect (a keyframe, then every 4th)")
-    assert_equal_labels(pngs[: before - 1], file_labels[4][: before - 1], "before the drop-out")
+    # the last frames before the cut may be decoded from incomplete packets (the kill lands mid-frame,
+    # and the decoder flushes the frames it holds for reordering), so up to 4 of them may differ
+    assert_equal_labels(pngs[: before - 4], file_labels[4][: before - 4], "before the drop-out")
     assert "reconnected after" in err
 
 
@@ -176,6 +179,65 @@ def test_ctrl_c_and_duration_end_a_live_run_with_complete_outputs(engines, serve
     assert proc.returncode == 0, proc.stderr[-3000:]
     frames = json.loads((timed / "stats.json").read_text())["frames"]
     assert 1 <= frames < FRAMES and len(list(read_label_pngs(timed / "labels", frames))) == frames
+
+
+def udp_sender(clip: Path, url: str, stop: threading.Event) -> None:
+    """Send the clip's H.264 packets as they are (no re-encoding), looped, as MPEG-TS over UDP in
+    real time (25 fps), until ``stop``: a live UDP camera feed, received from wherever it is."""
+    with av.open(str(clip)) as src, av.open(url, "w", format="mpegts") as dst:  # the template lives with src
+        stream = src.streams.video[0]
+        packets = [p for p in src.demux(stream) if p.size]
+        step = packets[1].pts - packets[0].pts
+        out = dst.add_stream_from_template(stream)
+        k = 0
+        while not stop.is_set():
+            for p in packets:
+                shift = (k // len(packets)) * len(packets) * step
+                copy = av.Packet(bytes(p))
+                copy.stream, copy.time_base, copy.is_keyframe = out, p.time_base, p.is_keyframe
+                copy.pts, copy.dts = p.pts + shift, (p.dts if p.dts is not None else p.pts) + shift
+                dst.mux(copy)
+                k += 1
+                if stop.wait(0.04):
+                    return
+
+
+def test_a_udp_mpegts_feed_joined_mid_stream_is_labelled_as_its_file(engines, tmp_path):
+    """Joined wherever the feed is, the frames received are consecutive frames of the clip (looped)
+    and their labels (l = 1) equal the file's for those frames."""
+    from tests.runtime.live_server import free_port
+
+    frames = [f[0] for f in clip_frames(shared_data(CLIP, "real clip"), FRAMES, ENGINE_SIZE)]
+    clip = tmp_path / "gop5.mp4"  # a keyframe every 5 frames: a receiver can start anywhere
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"keyint": "5", "min-keyint": "5", "scenecut": "0"})
+        stream.height, stream.width, stream.pix_fmt = *ENGINE_SIZE, "yuv420p"
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    files = tmp_path / "file"
+    files.mkdir()
+    proc = subprocess.run(command(engines, str(clip), files, 1), cwd=files, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    want = list(read_label_pngs(files / "labels", FRAMES))
+    port = free_port()
+    stop = threading.Event()
+    sender = threading.Thread(target=udp_sender, args=(clip, f"udp://127.0.0.1:{port}?pkt_size=1316", stop), daemon=True)
+    sender.start()
+    try:
+        proc = subprocess.run(command(engines, f"udp://127.0.0.1:{port}", tmp_path, 1, "--no-drop", "--max-frames", "30"),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    finally:
+        stop.set()
+        sender.join(10)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = list(read_label_pngs(tmp_path / "labels", 30))
+    first = next((k for k, w in enumerate(want) if np.array_equal(w, got[0])), None)
+    assert first is not None, "the first frame received is no frame of the clip"
+    assert_equal_labels(got, [want[(first + k) % FRAMES] for k in range(30)], f"UDP from clip frame {first}")
+    assert json.loads((tmp_path / "stats.json").read_text())["live"]
 
 
 def test_a_source_faster_than_the_segmenter_drops_the_oldest_frames(engines, clip, tmp_path):

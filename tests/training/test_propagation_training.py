@@ -9,7 +9,7 @@ import torch
 from gsvnet import GSVNet, load_checkpoint, ops, save_checkpoint
 from gsvnet.datasets.camvid import VOID, load_split
 from evaluation.clips import holdout_split, read_video
-from training import propagation
+from training import propagation, propagation_loop
 from training.egomotion import EgoMotion, affine, sequence
 from training.keyframe import camvid_config
 
@@ -77,7 +77,7 @@ def test_exact_flow_warps_one_synthetic_frame_onto_the_next(rng):
 
 def test_objective_kl_is_zero_on_the_teacher_and_weighs_classes():
     weights = torch.tensor([1.0, 3.0])
-    objective = propagation.Objective(weights, align_corners=False)
+    objective = propagation_loop.Objective(weights, align_corners=False)
     g = torch.Generator().manual_seed(0)
     teacher = torch.randn(2, 2, 4, 5, generator=g)
     assert float(objective.kl(teacher, teacher)) == pytest.approx(0.0, abs=1e-6)
@@ -95,8 +95,8 @@ def test_objective_kl_is_zero_on_the_teacher_and_weighs_classes():
 
 def test_guide_init_keeps_every_candidate_alive(rng):
     model = GSVNet(camvid_config("swiftnet_r18"))
-    propagation.init_guide(model)
-    propagation.set_training(model)  # BatchNorm on batch statistics, as training starts
+    propagation_loop.init_guide(model)
+    propagation_loop.set_training(model)  # BatchNorm on batch statistics, as training starts
     intra = torch.randn(2, 11, 12, 16)
     weights = model.guide_weights(intra, torch.randn(2, 11, 12, 16))
     shares = (weights / weights.sum(1, keepdim=True)).mean(dim=(0, 2, 3))
@@ -159,8 +159,8 @@ def test_lengths_max_runs_every_sequence_to_the_longest_interval(tmp_path, rng, 
     camvid = write_camvid_tree(tmp_path / "cv", rng, {"train": 2, "val": 8}, size=(64, 96))
     keyframe_ckpt = save_checkpoint(tmp_path / "kf.pt", GSVNet(camvid_config("swiftnet_r18")))
     seen = []
-    original = propagation.sequence_loss
-    monkeypatch.setattr(propagation, "sequence_loss", lambda *a, **k: (seen.append(a[3]), original(*a, **k))[1])
+    original = propagation_loop.sequence_loss
+    monkeypatch.setattr(propagation_loop, "sequence_loss", lambda *a, **k: (seen.append(a[3]), original(*a, **k))[1])
     common = ["--checkpoint", str(keyframe_ckpt), "--videos", str(video), "--camvid", str(camvid), "--size", "128", "192",
               "--synthetic-size", "64", "96", "--synthetic", "0.5", "--flow-steps", "0", "--intra-steps", "0", "--steps", "8",
               "--eval-every", "8", "--batch-size", "1", "--max-interval", "3", "--seed", "2", "--intra-channels", "16"]

@@ -14,7 +14,7 @@ from gsvnet.datasets.camvid import LabelledFrame, load_split
 from runtime.schedule.torch_stepper import TorchStepper
 from training import ship
 from training.keyframe import camvid_config
-from training.propagation import selection_record
+from training.propagation_loop import selection_record
 from training.selection import SelectionSet
 
 from .scoring import keyframe_scores_by_hand
