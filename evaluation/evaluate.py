@@ -244,10 +244,48 @@ def evaluate_video(options: VideoOptions) -> dict:
     print(f"propagation on held-out frames {held.start}..{held.stop - 1} of {options.video} at {size[0]}x{size[1]}, "
           f"scored on {targets.start}..{targets.stop - 1} (reference: the keyframe net's own prediction; mIoU %)")
     print(propagation_table(rows, options.max_distance))
+    speed = interval_fps(stepper, frames[held.start : held.stop], size, options.max_distance, options.fps) if options.fps else None
+    if speed is not None:
+        print("FPS on " + main_runner.description + ": " + ", ".join(
+            f"l={l} {fps:.1f} ({speed['vs_every_frame'][l]:.2f}x)" for l, fps in speed["fps"].items()))
     # one section per clip and backend ("video_solidWhiteRight", "video_solidWhiteRight_onnxruntime")
     return {f"video_{Path(options.video).stem}{main_runner.section_suffix}": {"video": str(options.video), "frame_size": list(size), "heldout_frames": [held.start, held.stop],
                       "scored_frames": [targets.start, targets.stop], "holdout": options.holdout,
-                      "reference": "keyframe net per-frame prediction", "rows": rows}}
+                      "reference": "keyframe net per-frame prediction", "rows": rows,
+                      **({"speed": speed} if speed is not None else {})}}
+
+
+def interval_fps(stepper, frames: np.ndarray, size: tuple[int, int], max_interval: int, rounds: int) -> dict:
+    """Frames per second of ``stepper`` over ``frames`` (keyframe step every l-th frame, labels at
+    ``size``) for l = 1..max_interval, the intervals interleaved in each of ``rounds`` rounds after
+    one untimed warm-up pass; medians, and each l's ratio to l = 1 (the keyframe net on every
+    frame) from the same rounds."""
+    from runtime.schedule import KeyframeScheduler
+
+    def run(interval: int) -> float:
+        started = time.perf_counter()
+        for _ in KeyframeScheduler(stepper, interval, tuple(size)).run(f[None] for f in frames):
+            pass
+        return len(frames) / (time.perf_counter() - started)
+
+    intervals = list(range(1, max_interval + 1))
+    run(max_interval)  # warm-up: sessions, caches, thread pools
+    times: dict[int, list[float]] = {l: [] for l in intervals}
+    for r in range(rounds):
+        for l in intervals[r % len(intervals):] + intervals[: r % len(intervals)]:
+            times[l].append(run(l))
+    fps = {str(l): float(np.median(v)) for l, v in times.items()}
+    return {"frames": len(frames), "rounds": rounds, "fps": fps,
+            "vs_every_frame": {l: v / fps["1"] for l, v in fps.items()}, "load_average_1min": _load()}
+
+
+def _load() -> float | None:
+    try:
+        import os
+
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def evaluate_cityscapes(options: CityscapesOptions) -> dict:
@@ -361,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--holdout", type=float, default=0.3, help="the last fraction of frames that training did not see")
     v.add_argument("--max-distance", type=int, default=5, help="largest number of propagated frames l")
     v.add_argument("--no-intra-checkpoint", default=None, help="checkpoint trained with --variant no_intra (Table 4 ablation)")
+    v.add_argument("--fps", type=int, default=0, metavar="ROUNDS",
+                   help="also time GSVNet on the held-out frames at every l = 1..max-distance on the same backend "
+                        "(l = 1: the keyframe net on every frame), ROUNDS interleaved rounds, medians and ratios to l = 1")
     s = sub.add_parser("cityscapes", parents=[common], help="the paper's Cityscapes protocol",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--root", required=True, help="folder with leftImg8bit_sequence/ and gtFine/")

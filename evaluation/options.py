@@ -119,10 +119,12 @@ class VideoOptions(EvaluationOptions):
     holdout: float = 0.3
     max_distance: int = 5
     no_intra_checkpoint: Path | None = None
+    fps: int = 0  # > 0: also time the backend over the held-out frames at every l, this many interleaved rounds
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(0 < self.holdout < 1, "--holdout", "must be in (0, 1)", self.holdout)
+        _check(self.fps >= 0, "--fps", "must be >= 0", self.fps)
 
 
 @dataclass(kw_only=True)

@@ -198,3 +198,19 @@ def test_cpu_auto_choice_agreement_is_the_recorded_result():
     assert f"(frame {agreement['worst_frame']})" in text and f"{100 * agreement['mean']:.3f}% on average" in text
     assert agreement["min"] >= data["guard_per_frame"]
     assert data["auto_choice"] == {"backend": "openvino", "precision": "bf16"} and "OpenVINO bf16" in text
+
+
+def test_own_segmenter_measurement_is_the_recorded_result():
+    """docs/own-segmenter.md's agreement and speed table is the JSON it links."""
+    text = _section((DOCS / "own-segmenter.md").read_text(), "Measuring it: agreement and speed against your model on every frame")
+    record = "2026-12-07-imported-swiftnet-video.json"
+    assert f"](../benchmarks/results/{record})" in text
+    section = json.loads((REPO / "benchmarks" / "results" / record).read_text())["video_solidWhiteRight_onnxruntime"]
+    rows = {cells[0]: cells for cells in _table_rows(text)}
+    for name, key in (("GSVNet", "gsvnet"), ("warp-only", "warp_only"), ("hold", "hold")):
+        by_d = section["rows"][key]["miou_by_distance"]
+        assert rows[name][1:5] == [f"{100 * by_d[str(d)]:.1f}" for d in range(1, 5)], name
+    speed = section["speed"]
+    assert rows["GSVNet"][5] == f"{speed['fps']['4']:.1f} vs {speed['fps']['1']:.1f}: {speed['vs_every_frame']['4']:.2f}x"
+    for l in ("2", "3"):
+        assert f"{speed['vs_every_frame'][l]:.2f}x at l = {l}" in " ".join(text.split())

@@ -182,10 +182,15 @@ def test_evaluation_video_measures_an_imported_folder_against_its_own_model(fore
     video, _ = clip_video
     out = tmp_path / "eval.json"
     proc = run_module("evaluation", "video", "--video", str(video), "--engines", str(foreign_engines), "--backend",
-                      "onnxruntime", "--holdout", "0.5", "--max-distance", "2", "--json", str(out), cwd=tmp_path)
+                      "onnxruntime", "--holdout", "0.5", "--max-distance", "2", "--fps", "2", "--json", str(out),
+                      cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (section,) = [v for k, v in json.loads(out.read_text()).items() if k.startswith("video_")]
     assert set(section["rows"]) == {"gsvnet", "warp_only", "hold"}
     for name, row in section["rows"].items():
         assert row["miou_by_distance"]["0"] == pytest.approx(1.0), name
     assert "keyframe graph of" in section["rows"]["hold"]["backend"]
+    speed = section["speed"]  # the same backend at l = 1 (the model on every frame) and l = 2, same run
+    assert speed["rounds"] == 2 and set(speed["fps"]) == {"1", "2"} and min(speed["fps"].values()) > 0
+    assert speed["vs_every_frame"]["1"] == 1.0
+    assert speed["vs_every_frame"]["2"] == pytest.approx(speed["fps"]["2"] / speed["fps"]["1"])
