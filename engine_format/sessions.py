@@ -4,7 +4,9 @@ onnxruntime backends use the same session settings."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import onnxruntime as ort
 
 
@@ -36,3 +38,15 @@ def make_session(path: Path | str | bytes, providers: list[str] | None = None, t
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     model = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(model, options, providers=providers)
+
+
+def keyframe_scores(path: Path | str | bytes, threads: int = 0, precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
+    """The keyframe graph (a file or serialised model) in onnxruntime as a function: uint8 frames
+    [N,H,W,3] -> float32 scores [N,C,h,w] (the stage table's 'keyframe')."""
+    session = make_session(path, threads=threads, precision=precision)
+    name = session.get_inputs()[0].name
+
+    def scores(frames: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: np.ascontiguousarray(frames)})[0].astype(np.float32, copy=False)
+
+    return scores

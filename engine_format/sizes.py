@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W); both multiples of 8 and at least 16."""
+def _split_size(text: str, example: str) -> tuple[int, int]:
+    """'HxW' -> (H, W) as integers, or argparse's error naming ``example``."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 1024x2048 (height x width), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"size must look like {example} (height x width), got {text!r}") from None
+    return h, w
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W); both multiples of 8 and at least 16."""
+    h, w = _split_size(text, "1024x2048")
     problem = size_error((h, w))
     if problem is not None:
         raise argparse.ArgumentTypeError(problem)
@@ -19,10 +25,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def parse_any_size(text: str) -> tuple[int, int]:
     """'HxW' -> (H, W), any positive sizes (a model's input size, not an engine's)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 512x1024 (height x width), got {text!r}") from None
+    h, w = _split_size(text, "512x1024")
     if h < 1 or w < 1:
         raise argparse.ArgumentTypeError(f"size {h}x{w}: height and width must be positive")
     return h, w

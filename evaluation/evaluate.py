@@ -114,14 +114,14 @@ def imported_keyframe(options: EvaluationOptions, model):
     if not model.config.keyframe_import:
         return None, None
     from engine_format.manifest import verify_file
-    from engine_format.sessions import make_session
+    from engine_format.sessions import keyframe_scores
 
     if options.engines is None:
         raise UserError("the checkpoint's keyframe net is an imported ONNX model (build_engines --keyframe-onnx): "
                         "give --engines DIR, the folder built with it, for its keyframe graph")
     manifest = engines_manifest(options)
-    session = make_session(verify_file(manifest, manifest.graphs["keyframe"], "graph"), threads=options.threads)
-    return (lambda frames: session.run(None, {"image": np.ascontiguousarray(frames)})[0]), tuple(manifest.frame_size)
+    graph = verify_file(manifest, manifest.graphs["keyframe"], "graph")
+    return keyframe_scores(graph, threads=options.threads), tuple(manifest.frame_size)
 
 
 def engines_manifest(options: EvaluationOptions):

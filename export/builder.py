@@ -126,8 +126,7 @@ def _imported_keyframe_graph(options: BuildOptions, user_model, spec, model, out
     stage = stage_table(config.num_classes, config.radius, options.size)["keyframe"]
     path, tmp = out / "keyframe.onnx", out / ".keyframe.onnx.tmp"
     try:
-        onnx.save_model(keyframe_graph(user_model, spec, options.size, config.num_classes, config.radius, options.opset),
-                        str(tmp))
+        onnx.save_model(keyframe_graph(user_model, spec, options.size, options.opset), str(tmp))
         check = verify_keyframe_graph(tmp, user_model, spec, options.size)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from engine_format.stages import BATCH, stage_table
+from engine_format.stages import BATCH
 from gsvnet.imported import IMAGENET_MEAN, IMAGENET_STD, ImportedInput, ImportedOutput, KeyframeImport
+from gsvnet.shapes import grid_size
 
 from .build_errors import BuildError
 
@@ -148,18 +149,15 @@ def _export_module(module, example, input_name: str, output_name: str, opset: in
 
 
 def keyframe_graph(model: onnx.ModelProto, spec: KeyframeImport, frame_size: tuple[int, int],
-                   num_classes: int, radius: int, opset: int) -> onnx.ModelProto:
+                   opset: int) -> onnx.ModelProto:
     """The keyframe stage graph: ImportedInput -> the user's model -> ImportedOutput, at ``opset``."""
     import torch
     from onnx import compose, version_converter
 
-    stage = stage_table(num_classes, radius, frame_size)["keyframe"]
-    grid = stage.outputs[0].shape[2:]
     frames = torch.zeros((2, *frame_size, 3), dtype=torch.uint8)
     pre = _export_module(ImportedInput(spec), frames, "image", "model_input", opset)
-    with torch.no_grad():
-        example = torch.zeros((2, spec.num_classes, *spec.output_size))
-    post = _export_module(ImportedOutput(spec, grid), example, "model_output", "scores", opset)
+    example = torch.zeros((2, spec.num_classes, *spec.output_size))
+    post = _export_module(ImportedOutput(spec, grid_size(frame_size)), example, "model_output", "scores", opset)
     user = model
     if _opset(user) != opset:
         try:
@@ -190,15 +188,14 @@ def verify_keyframe_graph(graph: Path, model: onnx.ModelProto, spec: KeyframeImp
     ImportedInput(frames)))`` on the real sample frames: max-abs error relative to the scores' range."""
     import torch
 
-    from engine_format.sessions import make_session
+    from engine_format.sessions import keyframe_scores
     from engine_format.verification_set import engine_frames
     from gsvnet.samples import sample_frames
 
     frames = engine_frames(sample_frames()[:4], frame_size)
-    grid = (frame_size[0] // 8, frame_size[1] // 8)
     with torch.no_grad():
-        want = ImportedOutput(spec, grid)(torch.from_numpy(_run_user_model(model, spec, frames))).numpy()
-    got = make_session(graph).run(None, {"image": frames})[0]
+        want = ImportedOutput(spec, grid_size(frame_size))(torch.from_numpy(_run_user_model(model, spec, frames))).numpy()
+    got = keyframe_scores(graph)(frames)
     err = float(np.abs(got - want).max())
     scale = float(np.abs(want).max()) or 1.0
     same = float((got.argmax(axis=1) == want.argmax(axis=1)).mean())

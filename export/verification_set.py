@@ -39,20 +39,12 @@ def write_verification_set(folder: Path, model, size: tuple[int, int], int8_keyf
     from engine_format.manifest import sha256_file
 
     frames = sample_frames()[:FRAMES]
-    scores = None
-    if imported_keyframe is not None:
-        from engine_format.sessions import make_session
+    from engine_format.sessions import keyframe_scores
 
-        imported = make_session(imported_keyframe)
-        scores = lambda f: imported.run(None, {"image": f})[0].astype(np.float32)  # noqa: E731
+    scores = keyframe_scores(imported_keyframe) if imported_keyframe is not None else None
     arrays = {"frames": frames, "labels_fp32": reference_labels(model, frames, size, scores)}
     if int8_keyframe is not None:
-        from engine_format.sessions import make_session
-
-        session = make_session(int8_keyframe, precision="int8")
-        name = session.get_inputs()[0].name
-        arrays["labels_int8"] = reference_labels(model, frames, size,
-                                                 lambda f: session.run(None, {name: f})[0].astype(np.float32))
+        arrays["labels_int8"] = reference_labels(model, frames, size, keyframe_scores(int8_keyframe, precision="int8"))
     path, tmp = folder / FILE, folder / f".{FILE}.tmp.npz"
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)

@@ -28,7 +28,7 @@ from gsvnet.checkpoint import CheckpointError
 from .arguments import alpha_value, crf_value, non_negative_int, positive_float, positive_int
 from .errors import UserError
 from .live import DEFAULT_RECONNECT
-from .sources import is_live, source_stem
+from .sources import source_stem
 from .options import DEFAULT_ENGINES, InferOptions
 from .outputs import DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS
 
@@ -152,19 +152,16 @@ class InputVideo:
     def __init__(self, video: Path | str, out: Path | None, labels_dir: Path | None, codec_threads: int = 0,
                  live: bool | None = None, reconnect: int = DEFAULT_RECONNECT, log=print) -> None:
         """``live``: None: a URL or camera is live; a live source is read with ``LiveReader``."""
-        from .live import DropCounter, LiveReader
-        from .video import VideoReader
+        from .live import DropCounter, open_source
 
         self.video = video
         self.out, self.labels_dir = out, labels_dir
         self.codec_threads = codec_threads
         self.outputs: list = []
         self.frames = self.keyframes = 0  # written so far
-        self.live = is_live(video) if live is None else live
         self.drops = DropCounter()
         self.latency_ms: list[float] = []  # a live run's last LATENCY_WINDOW latencies
-        self.reader = (LiveReader(video, codec_threads, reconnect, log=log) if self.live
-                       else VideoReader(video, threads=codec_threads))
+        self.reader, self.live = open_source(video, codec_threads, live, reconnect, log)
 
     def open_outputs(self, palette: np.ndarray, options: InferOptions) -> None:
         """The overlay (``options``' alpha and encoder settings) and label outputs asked for."""
@@ -195,8 +192,7 @@ class InputVideo:
         r, latency = self.reader, sorted(self.latency_ms)
         segments = [str(p) for out in self.outputs for p in getattr(out, "files", [])]
         return {"live": True, "dropped_frames": self.drops.dropped, "drops": self.drops.drops,
-                "input_buffer_peak": self.drops.peak, "gaps": list(getattr(r, "gaps", [])),
-                "source_gone": getattr(r, "gone", None),
+                "input_buffer_peak": self.drops.peak, "gaps": list(r.gaps), "source_gone": r.gone,
                 "latency_ms": {"median": round(latency[len(latency) // 2], 1), "max": round(latency[-1], 1)}
                 if latency else None, **({"overlay_segments": segments} if segments else {})}
 
@@ -304,7 +300,7 @@ class Run:
         expected = [min(x for x in (st.reader.expected_frames, limit) if x) if (st.reader.expected_frames or limit) else 0
                     for st in self.streams]
         started = time.perf_counter()
-        live = any(st.live for st in self.streams)
+        live = self.live
         bar = tqdm(total=None if live else sum(expected) or None, unit="frame",
                    disable=None if args.progress else True, dynamic_ncols=True)
         frames = 0
@@ -359,17 +355,14 @@ class Run:
 
     def _ticks(self):
         """Per step of the schedule, (stream index, decoded frame, StepResult) for every stream that had a frame."""
+        from .live import input_buffer
         from .pipeline import DECODE_DEPTH, engine_frames
         from .schedule.dispatch import schedule
-        from .video import prefetch
 
-        from .live import LIVE_BUFFER, latest_frames
-
-        backend, limit = self.backend, self.args.max_frames or 0
+        backend, limit, drop = self.backend, self.args.max_frames or 0, self.args.drop
         # a live run that drops frames counts --max-frames in frames segmented (process() stops it)
-        sources = [latest_frames(engine_frames(st.reader, backend.frame_size, 0, backend.timer), LIVE_BUFFER, st.drops)
-                   if st.live and self.args.drop else
-                   prefetch(engine_frames(st.reader, backend.frame_size, limit, backend.timer), depth=DECODE_DEPTH)
+        sources = [input_buffer(engine_frames(st.reader, backend.frame_size, 0 if st.live and drop else limit, backend.timer),
+                                st.live, drop, st.drops, DECODE_DEPTH)
                    for st in self.streams]
         try:
             yield from schedule(backend, self.args.interval, [st.reader.size for st in self.streams], sources,

@@ -18,8 +18,8 @@ from collections import deque
 from typing import Callable, Iterable, Iterator
 
 from .errors import UserError
-from .sources import Source
-from .video import DecodedFrame, VideoReader
+from .sources import Source, resolve_live
+from .video import DecodedFrame, VideoReader, prefetch
 
 DEFAULT_RECONNECT = 6  # reopen attempts after a drop-out (back-off 0.5, 1, 2, 4, 8, 8 s: about 30 s with the opens)
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -43,9 +43,8 @@ class LiveReader:
     """
 
     def __init__(self, source: Source, threads: int = 0, reconnect: int = DEFAULT_RECONNECT,
-                 open_reader: Callable[..., VideoReader] = VideoReader, log: Callable[[str], None] = print) -> None:
-        self.source, self.threads, self.reconnect = source, threads, reconnect
-        self.open_reader, self.log = open_reader, log
+                 log: Callable[[str], None] = print) -> None:
+        self.source, self.threads, self.reconnect, self.log = source, threads, reconnect, log
         self.path = source
         self.reader = self._open()  # the first open fails as a file does: one line, before any output
         self.size, self.fps = self.reader.size, self.reader.fps
@@ -54,13 +53,13 @@ class LiveReader:
         self.decoded = 0
         self.gaps: list[dict] = []
         self.gone: str | None = None
-        self._size_changes: list[dict] = []
+        self.size_changes: list[dict] = []  # across reconnects too
         self._damaged = 0
         self._stopped = threading.Event()
 
     def _open(self) -> VideoReader:
         self.opened_at = time.monotonic()
-        return self.open_reader(self.source, threads=self.threads, timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
+        return VideoReader(self.source, threads=self.threads, timeout=(OPEN_TIMEOUT, READ_TIMEOUT))
 
     def refresh(self, older_than: float = 1.0) -> None:
         """Open the source again if it was opened more than ``older_than`` seconds ago and not read
@@ -73,10 +72,6 @@ class LiveReader:
     @property
     def damaged_packets(self) -> int:
         return self._damaged + self.reader.damaged_packets
-
-    @property
-    def size_changes(self) -> list[dict]:
-        return self._size_changes
 
     def stop(self) -> None:
         """End the reading at the next frame (or read timeout, or back-off wait); safe from any
@@ -91,7 +86,7 @@ class LiveReader:
                     return
                 size = tuple(decoded.rgb.shape[:2])
                 if last_size is not None and size != last_size:
-                    self._size_changes.append({"frame": self.decoded, "from": list(last_size), "to": list(size)})
+                    self.size_changes.append({"frame": self.decoded, "from": list(last_size), "to": list(size)})
                 last_size = size
                 yield dataclasses.replace(decoded, index=self.decoded, restart=restart or decoded.restart)
                 restart = False
@@ -123,6 +118,21 @@ class LiveReader:
 
     def close(self) -> None:
         self.stop()
+
+
+def open_source(source: Source, threads: int, live: bool | None, reconnect: int = DEFAULT_RECONNECT,
+                log: Callable[[str], None] = print) -> tuple[VideoReader | LiveReader, bool]:
+    """(reader, live) for a ``--video`` value: a ``LiveReader`` for a live source (``live``: None
+    tells by its name, ``resolve_live``), else a ``VideoReader``."""
+    live = resolve_live(source, live)
+    return (LiveReader(source, threads, reconnect, log=log) if live else VideoReader(source, threads=threads)), live
+
+
+def input_buffer(frames: Iterable[tuple[DecodedFrame, object]], live: bool, drop: bool,
+                 counter: DropCounter | None = None, depth: int = 4) -> Iterator[tuple[DecodedFrame, object]]:
+    """The buffer between decoding and segmenting: ``latest_frames`` (the oldest dropped when it
+    is full) for a live source that may drop, else ``prefetch`` (the decoder waits), ``depth`` ahead."""
+    return latest_frames(frames, LIVE_BUFFER, counter) if live and drop else prefetch(frames, depth=depth)
 
 
 class DropCounter:

@@ -45,13 +45,17 @@ def writing(what: str, path: Path) -> Iterator[None]:
     """Turn an ``OSError`` while writing ``what`` at ``path`` into an ``OutputError`` line."""
     try:
         yield
-    except OutputError:
-        raise
     except OSError as e:
         cause = e.strerror or str(e) or type(e).__name__
         fix = ADVICE.get(e.errno or 0, "check the disk and the folder, or choose another path")
         raise OutputError(f"could not write the {what} {path}: {cause}; {fix} "
                           "(the partial output was removed)") from None
+
+
+def check_video_suffix(path: Path) -> None:
+    """An overlay video path must name a container the encoder writes."""
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"output video {path} must end in one of {', '.join(VIDEO_SUFFIXES)}")
 
 
 def partial_path(path: Path) -> Path:
@@ -93,8 +97,7 @@ class OverlayVideo:
                  threads: int = 0, preset: str = DEFAULT_PRESET, crf: int = DEFAULT_CRF) -> None:
         """threads: encoder threads (0: x264's choice, 1.5 per core); preset: one of X264_PRESETS;
         crf: x264's constant rate factor, 0 (lossless) .. 51 (lowest quality)."""
-        if path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise UserError(f"output video {path} must end in one of {', '.join(VIDEO_SUFFIXES)}")
+        check_video_suffix(path)
         self.path = path
         self.tmp = partial_path(path)
         height, width = size
@@ -150,8 +153,7 @@ class SegmentedOverlay:
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, palette: np.ndarray, alpha: float,
                  seconds: float, **encoder: object) -> None:
-        if path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise UserError(f"output video {path} must end in one of {', '.join(VIDEO_SUFFIXES)}")
+        check_video_suffix(path)  # now: the first file is opened only with the first frame
         self.path, self.size, self.fps, self.palette, self.alpha, self.encoder = path, size, fps, palette, alpha, encoder
         self.per_file = max(1, int(round(seconds * float(fps))))
         self.current: OverlayVideo | None = None

@@ -191,15 +191,13 @@ class Segmenter:
         return self._schedule(opened, scores)
 
     def _schedule(self, opened: list[tuple[tuple[int, int], Iterator, bool]], scores: bool) -> Iterator[tuple[int, FrameResult]]:
-        from .live import LIVE_BUFFER, latest_frames
+        from .live import input_buffer
         from .pipeline import DECODE_DEPTH
         from .schedule.dispatch import keyframe_workers, schedule
-        from .video import prefetch
 
         self._check_idle()
         backend = self.backend
-        feeds = [latest_frames(frames, LIVE_BUFFER) if live and self.options.drop else prefetch(frames, depth=DECODE_DEPTH)
-                 for _, frames, live in opened]
+        feeds = [input_buffer(frames, live, self.options.drop, depth=DECODE_DEPTH) for _, frames, live in opened]
         ticks = schedule(backend, self.options.interval, [size for size, _, _ in opened], feeds,
                          keyframe_workers(backend, len(feeds)), scores)
 
@@ -226,18 +224,14 @@ class Segmenter:
         """(label size, (decoded frame, uint8 [1,H,W,3] at the engine size) pairs, live) for one
         source; a URL or camera is live (read across drop-outs, the oldest frames dropped when
         segmenting falls behind, unless the options say ``drop=False``)."""
-        from .live import LiveReader
+        from .live import open_source
         from .pipeline import engine_frames
-        from .sources import as_source, is_live
+        from .sources import as_source
         from .threads import codec_threads, usable_cores
-        from .video import VideoReader
 
         if isinstance(source, (str, os.PathLike)):
-            source = as_source(source)
             threads = codec_threads(self.options.threads or usable_cores())
-            live = bool(self.options.live) or is_live(source)
-            reader = (LiveReader(source, threads, self.options.reconnect, log=self.log) if live
-                      else VideoReader(source, threads=threads))
+            reader, live = open_source(as_source(source), threads, self.options.live, self.options.reconnect, self.log)
             return (reader.size, _closing(engine_frames(reader, self.backend.frame_size, 0, self.backend.timer), reader),
                     live)
         frames = iter(source)

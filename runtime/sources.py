@@ -26,6 +26,11 @@ def is_live(source: Source) -> bool:
     return is_url(source) or is_device(source)
 
 
+def resolve_live(source: Source, live: bool | None) -> bool:
+    """Whether ``source`` is read as live: ``live`` as given (``--live``), else by its name."""
+    return is_live(source) if live is None else live
+
+
 def as_source(value: object) -> Source:
     """A command-line or API ``--video`` value: URLs stay strings (``Path`` would fold ``//``)."""
     text = str(value)

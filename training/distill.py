@@ -40,19 +40,14 @@ SELECTED_DISTANCES = range(1, 5)
 def teacher_graph(args: argparse.Namespace, size: tuple[int, int]):
     """(KeyframeImport, scores(frames uint8 [N,H,W,3]) -> float32 [N,C,h,w]): the user's model as
     the deployed keyframe graph computes it."""
-    from engine_format.sessions import make_session
+    from engine_format.sessions import keyframe_scores
     from export.keyframe_import import ImportOptions, inspect_model, keyframe_graph
     from export.options import DEFAULT_OPSET
 
     stated = ImportOptions(tuple(args.input_size) if args.input_size else None, tuple(args.mean), tuple(args.std), args.bgr)
     model, spec = inspect_model(Path(args.teacher_onnx), stated)
-    graph = keyframe_graph(model, spec, size, spec.num_classes, 1, DEFAULT_OPSET)
-    session = make_session(graph.SerializeToString(), threads=args.threads)
-
-    def scores(frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {"image": np.ascontiguousarray(frames)})[0])
-
-    return spec, scores
+    graph = keyframe_scores(keyframe_graph(model, spec, size, DEFAULT_OPSET).SerializeToString(), threads=args.threads)
+    return spec, lambda frames: torch.from_numpy(graph(frames))
 
 
 def student(spec, classes: Path | None, seed: int) -> GSVNet:

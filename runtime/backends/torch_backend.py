@@ -40,15 +40,13 @@ class TorchBackend(Backend):
         self.functions = stage_functions(self.frame_size)
         self.imported = None
         if manifest.model.get("keyframe_import"):
-            from engine_format.sessions import make_session
+            from engine_format.sessions import keyframe_scores
 
-            graph = verify_file(manifest, manifest.graphs["keyframe"], "graph")
-            self.imported = make_session(graph, threads=threads or 0)
+            self.imported = keyframe_scores(verify_file(manifest, manifest.graphs["keyframe"], "graph"), threads or 0)
 
     def run(self, stage: str, *inputs: Array) -> Array:
         if stage == "keyframe" and self.imported is not None:
-            image = inputs[0].cpu().numpy()
-            return torch.from_numpy(self.imported.run(None, {"image": image})[0]).to(self.device)
+            return torch.from_numpy(self.imported(inputs[0].cpu().numpy())).to(self.device)
         with torch.inference_mode():
             return self.functions[stage](self.model, *inputs)
 
