@@ -52,6 +52,9 @@ class ThreadPlan:
     spinning: bool = False
     source: str = ""  # where the per-stage counts came from
     measured_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> {threads: median ms}
+    #: stage -> the engine that runs it where that is not the backend's own (an OpenVINO run's
+    #: float32 graphs that onnxruntime runs faster here: runtime/tuning.py ``borrowed_stages``)
+    engines: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,8 +65,9 @@ class ThreadPlan:
                      ", ".join(f"{s} {t}" for s, t in self.stage_threads.items()))
         ahead = (f"{self.keyframe_workers} keyframe worker(s) ahead" if self.keyframe_workers
                  else "keyframes inline")
+        borrowed = "".join(f"; {s} on {e}" for s, e in self.engines.items())
         return (f"CPU budget {self.budget}: {per_stage}; {ahead}; codec threads {self.codec_threads}; "
-                f"spinning {'on' if self.spinning else 'off'}" + (f" ({self.source})" if self.source else ""))
+                f"spinning {'on' if self.spinning else 'off'}{borrowed}" + (f" ({self.source})" if self.source else ""))
 
 
 def codec_threads(budget: int) -> int:

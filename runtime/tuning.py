@@ -13,7 +13,7 @@ measures again (do so on an idle machine: the numbers decide the threads, runtim
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -137,14 +137,62 @@ def _as_ints(known: dict[str, dict[str, float]], counts: list[int]) -> dict[str,
     return {s: {int(t): ms for t, ms in v.items() if int(t) in counts} for s, v in known.items()}
 
 
+#: an OpenVINO run's float32 graph runs in onnxruntime instead where onnxruntime's best time for it
+#: is at least this much lower (on the 2-core EPYC of docs/cpu.md: downsample 1.3 vs 7.7 ms)
+BORROW_GAIN = 0.1
+
+
+def borrowed_stages(own: dict[str, dict[int, float]], other: dict[str, dict[int, float]],
+                    eligible: list[str]) -> dict[str, str]:
+    """stage -> 'onnxruntime' for each ``eligible`` stage whose best onnxruntime time (``other``)
+    is BORROW_GAIN below its best time on the run's own engine (``own``)."""
+    return {s: "onnxruntime" for s in eligible
+            if own.get(s) and other.get(s) and min(other[s].values()) < (1 - BORROW_GAIN) * min(own[s].values())}
+
+
+def borrow_eligible(manifest: Manifest, precision: str | None) -> list[str]:
+    """The stages an OpenVINO run at ``precision`` computes in float32 as onnxruntime does (the
+    keyframe graph of an INT8 run is quantised differently by each engine, so it stays)."""
+    from .backends.base import folder_precision
+    from .backends.openvino_backend import stage_precision
+
+    precision = precision or folder_precision(manifest)
+    return [s for s in tuned_stages(manifest)
+            if stage_precision(s, precision) == "f32" and not (s == "keyframe" and precision == "int8")]
+
+
+def engine_timings(manifest: Manifest, budget: int, remeasure: bool = False, log: Callable[[str], None] = print,
+                   engine: str = "onnxruntime", precision: str | None = None, seen: dict | None = None
+                   ) -> tuple[dict[str, dict[int, float]], dict[str, str], str]:
+    """``stage_timings`` of a run on ``engine``, and the stages it hands to onnxruntime
+    (``borrowed_stages``; only OpenVINO runs do), their timings being onnxruntime's. ``seen``
+    keeps what was read or measured by (engine, precision), so that one choice among several
+    candidates measures each once."""
+    from .backends.base import folder_precision
+
+    seen = {} if seen is None else seen
+
+    def timed(e: str, p: str) -> tuple[dict[str, dict[int, float]], str]:
+        if (e, p) not in seen:
+            seen[e, p] = stage_timings(manifest, budget, remeasure, log, e, p)
+        return seen[e, p]
+
+    timings, where = timed(engine, precision or folder_precision(manifest))
+    if engine != "openvino":
+        return timings, {}, where
+    other, _ = timed("onnxruntime", folder_precision(manifest))
+    borrowed = borrowed_stages(timings, other, borrow_eligible(manifest, precision))
+    return {**timings, **{s: other[s] for s in borrowed}}, borrowed, where
+
+
 def thread_plan(backend: str, manifest: Manifest, budget: int, retune: bool = False,
                 log: Callable[[str], None] = print, precision: str | None = None) -> ThreadPlan | None:
     """The CPU plan of a pipelined run on ``backend`` at ``precision`` (None for GPU backends,
-    which run their steps one after the other): tuned for onnxruntime and OpenVINO, the
-    core-count rule for PyTorch."""
+    which run their steps one after the other): tuned for onnxruntime and OpenVINO (with the
+    graphs an OpenVINO run hands to onnxruntime), the core-count rule for PyTorch."""
     if backend in ENGINES:
-        timings, where = stage_timings(manifest, budget, retune, log, backend, precision)
-        return plan_threads(budget, list(STAGES), timings, where)
+        timings, borrowed, where = engine_timings(manifest, budget, retune, log, backend, precision)
+        return replace(plan_threads(budget, list(STAGES), timings, where), engines=borrowed)
     if backend == "torch":
         return plan_threads(budget, list(STAGES), None, "PyTorch: not tuned")
     return None
@@ -286,10 +334,10 @@ def choose_cpu(manifest: Manifest, budget: int, interval: int, precision: str | 
     candidates, skipped = cpu_candidates(manifest, precision)
     if len(candidates) <= 1:
         return candidates, skipped
-    costs, measured, broken = {}, False, []
+    costs, measured, broken, seen = {}, False, [], {}
     for c in candidates:
         try:
-            timings, source = stage_timings(manifest, budget, remeasure, log, c.engine, c.precision)
+            timings, _, source = engine_timings(manifest, budget, remeasure, log, c.engine, c.precision, seen)
         except (UserError, ManifestError):
             raise
         except Exception as e:  # e.g. a graph this engine's version cannot compile

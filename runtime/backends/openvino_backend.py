@@ -10,13 +10,16 @@ own thread count (runtime/threads.py) and precision, and run on numpy arrays. Pr
 - ``int8``: the INT8 QDQ keyframe graph of a ``--precision int8`` build, the rest float32.
 
 Compiled graphs are kept in ``ENGINES/openvino_cache`` (OpenVINO's CACHE_DIR, keyed by the graph
-and its precision), so a later run loads them instead of compiling again.
+and its precision), so a later run loads them instead of compiling again. A float32 graph that
+onnxruntime runs faster here (the tuning measures both; runtime/tuning.py ``borrowed_stages``)
+is run by an onnxruntime session instead, as the thread plan's ``engines`` says.
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -133,9 +136,14 @@ class OpenVinoBackend(HostArrays, Backend):
         # requests that may run at once: keyframe steps on the workers; downsample there and inline
         streams = {"keyframe": max(1, workers), "downsample": workers + 1}
         self.compiled = {}
+        #: stages the plan hands to onnxruntime (float32 graphs it runs faster here): stage -> run
+        self.borrowed: dict[str, Callable[..., np.ndarray]] = {}
         for stage in STAGES:
             path = verify_file(manifest, manifest.graphs[stage], f"'{stage}' graph")
             count = plan.stage_threads.get(stage, 1) if plan is not None else threads
+            if plan is not None and plan.engines.get(stage) == "onnxruntime":
+                self.borrowed[stage] = onnxruntime_graph(manifest, stage, path, count)
+                continue
             self.compiled[stage] = compile_graph(core, read_graph(core, path), count,
                                                  stage_precision(stage, self.run_precision), streams.get(stage, 1))
         self._local = threading.local()
@@ -157,6 +165,8 @@ class OpenVinoBackend(HostArrays, Backend):
     def run(self, stage: str, *inputs: Array) -> Array:
         if self._cancelled:
             raise RuntimeError("the openvino backend was cancelled")
+        if stage in self.borrowed:
+            return self.borrowed[stage](*inputs)
         result = self._request(stage).infer([np.ascontiguousarray(x) for x in inputs], share_inputs=True)
         return result.to_tuple()[0]
 
@@ -169,11 +179,28 @@ class OpenVinoBackend(HostArrays, Backend):
     def close(self) -> None:
         self._requests.clear()
         self.compiled.clear()
+        self.borrowed.clear()
 
     def library_versions(self) -> dict:
-        return {**super().library_versions(), "openvino": self.version}
+        versions = {**super().library_versions(), "openvino": self.version}
+        if self.borrowed:
+            import onnxruntime
+
+            versions["onnxruntime"] = onnxruntime.__version__
+        return versions
 
     def describe(self) -> str:
         threads = self.plan.describe() if self.plan is not None else "default threads"
         cache = f"model cache {self.cache}" if self.cache is not None else "no model cache (folder not writable)"
         return f"openvino {self.version} (CPU, {self.run_precision}, {threads}; {cache})"
+
+
+def onnxruntime_graph(manifest: Manifest, stage: str, path: Path, threads: int) -> Callable[..., np.ndarray]:
+    """``stage``'s graph as an onnxruntime session (spinning off, as in a tuned onnxruntime run):
+    a callable on its inputs in order, returning its output."""
+    from engine_format.sessions import make_session
+
+    entry = manifest.graphs[stage]
+    session = make_session(path, threads=threads, spinning=False, precision=entry.get("precision", "fp32"))
+    names, output = [spec["name"] for spec in entry["inputs"]], entry["outputs"][0]["name"]
+    return lambda *inputs: session.run([output], dict(zip(names, inputs)))[0]

@@ -180,3 +180,34 @@ def test_not_automatic_is_the_recorded_accuracy_table():
         if max([test, *by_d]) > tuning.MIOU_BUDGET:
             costly.add(name)
     assert set(tuning.NOT_AUTOMATIC) == costly
+
+
+def test_an_openvino_run_hands_a_float32_graph_to_onnxruntime_where_that_is_faster(folder, monkeypatch, bf16_cpu):
+    """Per graph: onnxruntime's downsample (0.1 ms) beats OpenVINO's (1 ms) and so runs there in
+    an OpenVINO run; its keyframe graph (0.05 ms) is taken only where the run computes it in
+    float32, never in place of a bf16 graph; a gain under BORROW_GAIN is not worth a second engine."""
+    fake_cpu_timings(monkeypatch, {"onnxruntime f32": 3.0, "onnxruntime f32 downsample": 0.1,
+                                   "onnxruntime f32 keyframe": 0.05, "onnxruntime f32 flow": 0.95,
+                                   "openvino f32": 1.0, "openvino bf16": 1.0})
+    manifest = load_manifest(folder)
+    bf16 = tuning.thread_plan("openvino", manifest, 2, log=lambda line: None, precision="bf16")
+    assert bf16.engines == {"downsample": "onnxruntime"}
+    assert "downsample on onnxruntime" in bf16.describe()
+    f32 = tuning.thread_plan("openvino", manifest, 2, log=lambda line: None, precision="f32")
+    assert f32.engines == {"downsample": "onnxruntime", "keyframe": "onnxruntime"}
+    assert tuning.thread_plan("onnxruntime", manifest, 2, log=lambda line: None).engines == {}
+    # the choice costs each OpenVINO candidate with the graphs it hands over
+    fake_guards(monkeypatch, {"openvino bf16": GOOD})
+    order, _ = choose_cpu(manifest, 2, 4, remeasure=True, log=lambda line: None)
+    kept = json.loads((folder / tuning.FILE).read_text())["choice"]["cpu_ms_per_frame"]
+    plan = plan_threads(2, list(tuning.STAGES), {s: {1: 1.0, 2: 1.0} for s in tuning.tuned_stages(manifest)})
+    alone = frame_cost({s: {1: 1.0, 2: 1.0} for s in tuning.tuned_stages(manifest)}, plan, 4)
+    assert kept["openvino bf16"] < alone  # downsample's 0.9 ms saved on every frame
+
+
+def test_borrowing_needs_the_gain_and_an_eligible_stage():
+    own = {"downsample": {1: 1.0, 2: 0.8}, "flow": {1: 1.0}, "warp": {1: 1.0}}
+    other = {"downsample": {1: 0.7, 2: 0.9}, "flow": {1: 0.1}, "warp": {1: 0.95}}
+    # best against best: downsample 0.7 < 0.9 x 0.8; warp's 5% is not enough; flow is not eligible
+    assert tuning.borrowed_stages(own, other, ["downsample", "warp"]) == {"downsample": "onnxruntime"}
+    assert tuning.borrowed_stages(own, {}, ["downsample"]) == {}

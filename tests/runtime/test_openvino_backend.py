@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import numpy as np
 import onnx
 import pytest
 import torch
 
-from engine_format.manifest import load_manifest
+from engine_format.manifest import STAGES, load_manifest
 from gsvnet import grid_size, ops
 from runtime.backends import create_backend, openvino_backend, unavailable_reason
 from runtime.errors import UserError
 from runtime.loading import load_backend
 from runtime.options import InferOptions
 from runtime.schedule import KeyframeScheduler
+from runtime.threads import plan_threads
 from tests.conftest import clip_frames, private_engines
 from tests.requirements import require_module
 from tests.runtime.test_segmenter import infer_labels
@@ -78,6 +80,26 @@ def test_labels_equal_the_pytorch_reference_on_real_frames(ov_engines, real_clip
     assert len(agreement) == 8 and min(agreement) >= MIN_AGREEMENT, agreement
     if precision == "f32":
         assert min(agreement) >= 0.999, agreement  # same arithmetic up to summation order
+
+
+def test_graphs_the_plan_hands_to_onnxruntime_give_the_same_results(ov_engines, real_clip):
+    """An OpenVINO run whose plan puts downsample and warp on onnxruntime (runtime/tuning.py
+    ``borrowed_stages``) runs them there and labels real frames as the OpenVINO-only run."""
+    manifest = load_manifest(ov_engines)
+    frames = clip_frames(real_clip, 8)
+    plan = plan_threads(1, list(STAGES))
+    alone = create_backend("openvino", manifest, plan=plan)
+    mixed = create_backend("openvino", manifest, plan=replace(plan, engines={"downsample": "onnxruntime",
+                                                                             "warp": "onnxruntime"}))
+    assert set(mixed.borrowed) == {"downsample", "warp"} and not set(mixed.borrowed) & set(mixed.compiled)
+    assert "downsample on onnxruntime; warp on onnxruntime" in mixed.describe()
+    assert "onnxruntime" in mixed.library_versions() and "onnxruntime" not in alone.library_versions()
+    small = np.concatenate(frames[:2])
+    np.testing.assert_allclose(mixed.run("downsample", small), alone.run("downsample", small), rtol=0, atol=1e-5)
+    expected = [r.labels[0] for r in KeyframeScheduler(alone, 4).run(frames)]
+    got = [r.labels[0] for r in KeyframeScheduler(mixed, 4).run(frames)]
+    agreement = [float(np.mean(a == b)) for a, b in zip(got, expected)]
+    assert len(agreement) == 8 and min(agreement) >= 0.999, agreement
 
 
 def test_first_use_verification_passes_and_is_kept_per_precision(ov_engines):
