@@ -8,20 +8,24 @@ random access to a 221-frame clip, which fits in memory at 544x960 (~350 MB as u
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from runtime.video import VideoReader, resize_rgb
 
 
+def iter_video(path: str | Path, size: tuple[int, int] | None = None, limit: int | None = None) -> Iterator[np.ndarray]:
+    """uint8 RGB frames [H,W,3] one at a time, resized (bilinear) to ``size`` = (H, W) when given."""
+    for count, decoded in enumerate(VideoReader(path), 1):
+        yield decoded.rgb if size is None else resize_rgb(decoded.rgb, size)
+        if limit is not None and count >= limit:
+            return
+
+
 def read_video(path: str | Path, size: tuple[int, int] | None = None, limit: int | None = None) -> np.ndarray:
     """uint8 RGB frames [T,H,W,3], resized (bilinear) to ``size`` = (H, W) when given."""
-    frames = []
-    for decoded in VideoReader(path):
-        frames.append(decoded.rgb if size is None else resize_rgb(decoded.rgb, size))
-        if limit is not None and len(frames) >= limit:
-            break
-    return np.stack(frames)
+    return np.stack(list(iter_video(path, size, limit)))
 
 
 def holdout_split(num_frames: int, holdout: float = 0.3) -> tuple[range, range]:

@@ -25,14 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.clips import holdout_split, read_video
+from evaluation.clips import holdout_split
 from evaluation.protocol import distance_confusions, summarise
 from gsvnet import GSVNet, load_checkpoint
-from gsvnet.model import grid_size
 from gsvnet.variants import build_variant
 
-from .clip import PreparedClip
-from .flow_targets import clip_flows
+from .clip import PreparedClip, prepare_clip
 
 SELECTED_DISTANCES = range(1, 5)
 
@@ -68,33 +66,6 @@ def student(spec, classes: Path | None, seed: int) -> GSVNet:
         model.mean.copy_(shipped.mean)
         model.std.copy_(shipped.std)
     return model
-
-
-def prepare(model: GSVNet, teacher, video: str, size: tuple[int, int], cache: Path, key: dict,
-            limit: int | None, batch: int = 4) -> PreparedClip:
-    """The clip's 1/8 frames, the teacher's scores and the DIS flows, computed once (``cache``)."""
-    if cache.is_file():
-        saved = torch.load(cache, map_location="cpu", weights_only=True)
-        if saved.get("key") == key:
-            print(f"using cached teacher outputs from {cache}", flush=True)
-            return PreparedClip(saved["small"], saved["scores"], saved["flow_forward"], saved["flow_reverse"])
-    started = time.time()
-    frames = read_video(video, size, limit)
-    smalls, scores = [], []
-    with torch.inference_mode():
-        for i in range(0, len(frames), batch):
-            chunk = frames[i : i + batch]
-            smalls.append(model.downsample(torch.from_numpy(np.ascontiguousarray(chunk))))
-            scores.append(teacher(chunk))
-    forward, reverse = clip_flows(frames, grid_size(size))
-    clip = PreparedClip(torch.cat(smalls), torch.cat(scores), torch.from_numpy(forward), torch.from_numpy(reverse))
-    from gsvnet.checkpoint import atomic_torch_save
-
-    atomic_torch_save({"key": key, "small": clip.small, "scores": clip.scores, "flow_forward": clip.flow_forward,
-                       "flow_reverse": clip.flow_reverse}, cache)
-    print(f"teacher outputs for {len(frames)} frames of {video} at {size[0]}x{size[1]} in {time.time() - started:.0f} s "
-          f"(cached in {cache})", flush=True)
-    return clip
 
 
 class TailSelection:
@@ -146,8 +117,8 @@ def run(args: argparse.Namespace) -> dict:
         key = {"video": str(Path(video).resolve()), "size": list(size), "teacher": spec.sha256,
                "import": spec.to_dict(), "limit": args.max_frames}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-        clip = prepare(model, teacher, video, size, cache_dir / f"teacher-{Path(video).stem}-{digest}.pt", key,
-                       args.max_frames)
+        clip = prepare_clip(video, size, lambda x: model.downsample(torch.from_numpy(x)), teacher,
+                            cache_dir / f"teacher-{Path(video).stem}-{digest}.pt", key, args.max_frames)
         train, held = holdout_split(len(clip.small), args.holdout)
         middle = held.start + len(held) // 2
         clips.append(clip.frames(train).to(device))

@@ -31,19 +31,3 @@ def dis_flow(current: np.ndarray, previous: np.ndarray, grid: tuple[int, int],
     small[..., 0] *= w / width
     small[..., 1] *= h / height
     return np.ascontiguousarray(small.transpose(2, 0, 1).astype(np.float32))
-
-
-def clip_flows(frames: np.ndarray, grid: tuple[int, int], step: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """DIS flows of a clip [T,H,W,3]: (forward_time [T,2,h,w], reverse_time [T,2,h,w]).
-
-    forward_time[t] is the flow current t -> previous t-step (zero for t < step);
-    reverse_time[t] is current t -> previous t+step, used when a sequence is played backwards
-    (zero for the last ``step`` frames).
-    """
-    t_count = len(frames)
-    forward = np.zeros((t_count, 2, *grid), np.float32)
-    reverse = np.zeros((t_count, 2, *grid), np.float32)
-    for t in range(step, t_count):
-        forward[t] = dis_flow(frames[t], frames[t - step], grid)
-        reverse[t - step] = dis_flow(frames[t - step], frames[t], grid)
-    return forward, reverse

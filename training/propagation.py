@@ -33,6 +33,7 @@ What is trained matches what is scored (python -m evaluation camvid-sequence):
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import time
 from pathlib import Path
@@ -42,15 +43,13 @@ import torch
 
 from gsvnet import GSVNet, load_checkpoint
 from gsvnet.datasets.camvid import NUM_CLASSES, load_split
-from gsvnet.model import GSVNetConfig, grid_size
+from gsvnet.model import GSVNetConfig
 from gsvnet.variants import build_variant
-from gsvnet.checkpoint import atomic_torch_save
 from engine_format.sizes import parse_any_size
 from runtime.arguments import positive_int
-from evaluation.clips import holdout_split, read_video
+from evaluation.clips import holdout_split
 
-from .clip import PreparedClip, keyframe_scores
-from .flow_targets import clip_flows
+from .clip import PreparedClip, prepare_clip
 from .losses import CLASS_WEIGHTS, class_frequencies, class_weights
 from .selection import SelectionSet
 from .propagation_loop import (Objective, heldout_flow_l1, init_guide, pretrain_flow, pretrain_intra,
@@ -62,26 +61,18 @@ DATA = REPO.parent / "shared" / "data"
 DEFAULT_VIDEOS = [str(DATA / "videos" / "solidWhiteRight.mp4"), str(DATA / "videos" / "project_video_short.mp4")]
 
 
-def prepare_clip(model: GSVNet, video: str | Path, size: tuple[int, int], cache: Path | None) -> PreparedClip:
-    """Decode, run the frozen keyframe net and DIS once; reuse ``cache`` if it matches."""
+def keyframe_clip(model: GSVNet, video: str | Path, size: tuple[int, int], cache: Path | None) -> PreparedClip:
+    """The clip prepared once with the frozen keyframe net (on the model's device) and DIS."""
     key = {"video": str(Path(video).resolve()), "size": list(size),
            "keyframe": float(sum(p.double().sum() for p in model.keyframe.state_dict().values() if p.is_floating_point())),
            "resampling": model.config.resampling}
-    if cache is not None and cache.is_file():
-        saved = torch.load(cache, map_location="cpu", weights_only=True)
-        if saved.get("key") == key:
-            print(f"using cached clip tensors from {cache}", flush=True)
-            return PreparedClip(saved["small"], saved["scores"], saved["flow_forward"], saved["flow_reverse"])
-    started = time.time()
-    frames = read_video(video, size)
-    small, scores = keyframe_scores(model, frames)
-    forward, reverse = clip_flows(frames, grid_size(size))
-    clip = PreparedClip(small, scores, torch.from_numpy(forward), torch.from_numpy(reverse))
-    print(f"prepared {len(frames)} frames of {video} at {size[0]}x{size[1]} in {time.time() - started:.0f} s", flush=True)
-    if cache is not None:
-        atomic_torch_save({"key": key, "small": small, "scores": scores, "flow_forward": clip.flow_forward,
-                           "flow_reverse": clip.flow_reverse}, cache)
-    return clip
+    model.eval()
+
+    def on_device(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).to(model.mean.device)
+
+    return prepare_clip(video, size, lambda x: model.downsample(on_device(x)).cpu(),
+                        lambda x: model.keyframe_scores(on_device(x)).cpu(), cache, key)
 
 
 def student(teacher: GSVNet, variant: str, intra_channels: int | None = None) -> GSVNet:
@@ -164,7 +155,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if (args.checkpoint is None) == (args.teacher_onnx is None):
         p.error("pass --checkpoint (the shipped keyframe net's training) or --teacher-onnx (your own model), one of them")
+    try:
+        args.videos = expand_videos(args.videos)
+    except FileNotFoundError as e:
+        p.error(str(e))
     return args
+
+
+def expand_videos(patterns: list[str]) -> list[str]:
+    """Paths and glob patterns (``videos/*.mp4``, ``**`` recursive) -> the files, each once, in
+    the order given (a pattern's matches sorted); raises naming a pattern that matches no file."""
+    found: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        files = [m for m in matches if Path(m).is_file()]
+        if not files:
+            raise FileNotFoundError(f"--videos {pattern}: no such video file")
+        found += [f for f in files if f not in found]
+    return found
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -192,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
     cache_dir = Path(args.cache_dir) if args.cache_dir else out
     clips, held_clips, spans = [], [], {}
     for video in args.videos:
-        clip = prepare_clip(model, video, tuple(args.size), cache_dir / f"clip-{Path(video).stem}.pt")
+        clip = keyframe_clip(model, video, tuple(args.size), cache_dir / f"clip-{Path(video).stem}.pt")
         if args.max_frames:
             clip = clip.frames(range(0, min(args.max_frames, len(clip.small))))
         train_frames, held = holdout_split(len(clip.small), args.holdout)

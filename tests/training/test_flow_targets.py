@@ -4,9 +4,10 @@ import numpy as np
 import torch
 
 from gsvnet.ops import warp_by_flow
-from training.flow_targets import clip_flows, dis_flow
+from training.clip import prepare_clip
+from training.flow_targets import dis_flow
 
-from .synthetic import moving_texture
+from .synthetic import moving_texture, write_video
 
 
 def test_dis_target_is_backward_flow_in_grid_pixels(rng):
@@ -34,9 +35,26 @@ def test_warping_previous_by_target_approximates_current(rng):
     assert (warp_by_flow(small[:1], -flow) - small[1:])[inner].abs().mean() > 2 * err_warped
 
 
-def test_clip_flows_both_directions(rng):
-    frames = moving_texture(rng, 3, (64, 96), dx=8)
-    forward, reverse = clip_flows(frames, (8, 12))
-    assert forward.shape == reverse.shape == (3, 2, 8, 12)
-    assert (forward[0] == 0).all() and (reverse[-1] == 0).all()
-    assert np.median(forward[1, 0]) > 0.5 and np.median(reverse[0, 0]) < -0.5
+def test_a_prepared_clip_has_flows_both_ways_scores_of_every_frame_and_a_cache(rng, tmp_path, capsys):
+    """training.clip.prepare_clip streams a real encoded video: 1/8 frames and scores from the
+    callables, DIS flows t -> t-1 (forward) and t -> t+1 (reverse), kept under its key."""
+    video = write_video(tmp_path / "moving.mp4", moving_texture(rng, 6, (64, 96), dx=8))
+    calls: list[int] = []
+
+    def scores(x: np.ndarray) -> torch.Tensor:
+        calls.append(len(x))
+        return torch.from_numpy(x.mean(axis=3, dtype=np.float32))[:, None, ::8, ::8]
+
+    def small(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x[:, ::8, ::8].transpose(0, 3, 1, 2).astype(np.float32))
+
+    cache = tmp_path / "clip.pt"
+    clip = prepare_clip(video, (64, 96), small, scores, cache, {"v": 1}, batch=4)
+    assert calls == [4, 2] and clip.scores.shape == (6, 1, 8, 12) and clip.small.shape == (6, 3, 8, 12)
+    assert clip.flow_forward.shape == clip.flow_reverse.shape == (6, 2, 8, 12)
+    assert (clip.flow_forward[0] == 0).all() and (clip.flow_reverse[-1] == 0).all()
+    assert (clip.flow_forward[1:, 0].median(dim=-1).values.median() > 0.5) and (clip.flow_reverse[:-1, 0].median() < -0.5)
+    again = prepare_clip(video, (64, 96), small, scores, cache, {"v": 1})
+    assert calls == [4, 2] and torch.equal(again.scores, clip.scores) and "cached" in capsys.readouterr().out
+    prepare_clip(video, (64, 96), small, scores, cache, {"v": 2}, limit=3)
+    assert calls == [4, 2, 3]  # another key: computed again, and only the first 3 frames
