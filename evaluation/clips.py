@@ -2,7 +2,8 @@
 
 Decoding and resizing go through the runtime's one video reader (``runtime.video``), so training
 sees frames exactly as the deployed pipeline does. The runtime streams frames; training needs
-random access to a 221-frame clip, which fits in memory at 544x960 (~350 MB as uint8).
+random access to a 221-frame clip, which fits in memory at 544x960 (~350 MB as uint8);
+``iter_video`` streams a long one.
 """
 
 from __future__ import annotations

@@ -46,13 +46,22 @@ def flags_in(text: str) -> set[str]:
 
 def project_flags() -> set[str]:
     """The long options of the project's commands: runtime.infer, export.build_engines,
-    runtime.fleet and benchmarks.gpu_acceptance."""
+    runtime.fleet, benchmarks.gpu_acceptance, training.propagation and evaluation (every
+    subcommand)."""
+    import argparse
+
     from benchmarks.gpu_acceptance.__main__ import build_parser as acceptance_parser
+    from evaluation.evaluate import build_parser as evaluation_parser
     from export.build_engines import build_parser as export_parser
     from runtime.fleet.cli import build_parser as fleet_parser
     from runtime.infer import build_parser as infer_parser
+    from training.propagation import build_parser as propagation_parser
 
+    parsers = [infer_parser(), export_parser(), fleet_parser(), acceptance_parser(), propagation_parser()]
+    evaluation = evaluation_parser()
+    parsers += [sub for action in evaluation._actions if isinstance(action, argparse._SubParsersAction)
+                for sub in action.choices.values()]
     flags: set[str] = set()
-    for parser in (infer_parser(), export_parser(), fleet_parser(), acceptance_parser()):
+    for parser in parsers:
         flags |= {option for action in parser._actions for option in action.option_strings if option.startswith("--")}
     return flags

@@ -92,7 +92,7 @@ def student(teacher: GSVNet, variant: str, intra_channels: int | None = None) ->
     return model.eval()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", default=None, help="GSVNet checkpoint with the trained keyframe net (training.keyframe's best.pt)")
     own = p.add_argument_group("distil for your own ONNX segmenter (training/distill.py; as build_engines --keyframe-onnx)")
@@ -152,6 +152,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="use only the first N CamVid images of each split (smoke tests)")
     p.add_argument("--seed", type=int, default=0, help="seed for torch and numpy")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     if (args.checkpoint is None) == (args.teacher_onnx is None):
         p.error("pass --checkpoint (the shipped keyframe net's training) or --teacher-onnx (your own model), one of them")
