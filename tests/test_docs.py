@@ -214,3 +214,22 @@ def test_own_segmenter_measurement_is_the_recorded_result():
     assert rows["GSVNet"][5] == f"{speed['fps']['4']:.1f} vs {speed['fps']['1']:.1f}: {speed['vs_every_frame']['4']:.2f}x"
     for l in ("2", "3"):
         assert f"{speed['vs_every_frame'][l]:.2f}x at l = {l}" in " ".join(text.split())
+
+
+def test_erfnet_measurement_is_the_recorded_result():
+    """docs/own-segmenter.md's ERFNet table is the JSON it links, clip by clip."""
+    text = _section((DOCS / "own-segmenter.md").read_text(), "Measured with a published architecture: ERFNet on the two highway clips")
+    record = "2026-12-07-erfnet-video.json"
+    assert f"](../benchmarks/results/{record})" in text
+    data = json.loads((REPO / "benchmarks" / "results" / record).read_text())
+    rows = {(cells[0], cells[1]): cells for cells in _table_rows(text)}
+    assert len(rows) == 6
+    for clip in ("solidWhiteRight", "project_video_short"):
+        section = data[f"video_{clip}_onnxruntime"]
+        for name, key in (("GSVNet", "gsvnet"), ("warp-only", "warp_only"), ("hold", "hold")):
+            by_d = section["rows"][key]["miou_by_distance"]
+            assert rows[clip, name][2:6] == [f"{100 * by_d[str(d)]:.1f}" for d in range(1, 5)], (clip, name)
+        speed = section["speed"]
+        assert rows[clip, "GSVNet"][6] == (f"{speed['fps']['4']:.1f} vs {speed['fps']['1']:.1f}: "
+                                           f"{speed['vs_every_frame']['4']:.2f}x")
+    assert f"CamVid test mIoU {data['setup']['model']['camvid_test_miou']:.1f}" in " ".join(text.split())
