@@ -169,7 +169,7 @@ def test_cpu_without_amx_table_is_the_recorded_result():
     """docs/cpu.md's end-to-end table on the machine without AMX: each FPS is the JSON's median,
     and the target ratios quoted are the JSON's."""
     text = _section((DOCS / "cpu.md").read_text(), "On this machine, without AMX")
-    record = "2026-12-04-e2e-cpu-amd-epyc.json"
+    record = "2026-12-07-e2e-cpu-amd-epyc.json"
     assert f"](../benchmarks/results/{record})" in text
     data = json.loads((REPO / "benchmarks" / "results" / record).read_text())
     names = ["default", "onnxruntime fp32", "onnxruntime int8", "openvino f32", "openvino bf16",

@@ -49,11 +49,11 @@ def test_readme_links_every_document_in_docs():
 
 #: the README's figure table: (text in the row, figure as printed, result file, path to the value, scale)
 FIGURES = [
-    ("default flags (it measured and chose OpenVINO bf16)", "25.4 FPS", "2026-12-04-e2e-cpu-amd-epyc.json", ["fps", "default", "4"], 1.0),
-    ("`runtime.infer --backend onnxruntime`, FP32 engines", "17.1 FPS", "2026-12-04-e2e-cpu-amd-epyc.json", ["fps", "onnxruntime fp32", "4"], 1.0),
-    ("engines with the INT8 keyframe graph, l = 4", "27.3 FPS", "2026-12-04-e2e-cpu-amd-epyc.json", ["fps", "onnxruntime int8", "4"], 1.0),
-    ("OpenVINO bf16 on every frame (l = 1)", "11.0 FPS", "2026-12-04-e2e-cpu-amd-epyc.json", ["fps", "per-frame openvino bf16", "1"], 1.0),
-    ("PyTorch eager, every frame a keyframe", "4.4 FPS", "2026-12-04-e2e-cpu-amd-epyc.json", ["fps", "torch", "1"], 1.0),
+    ("default flags (it measured and chose OpenVINO bf16)", "25.1 FPS", "2026-12-07-e2e-cpu-amd-epyc.json", ["fps", "default", "4"], 1.0),
+    ("`runtime.infer --backend onnxruntime`, FP32 engines", "16.9 FPS", "2026-12-07-e2e-cpu-amd-epyc.json", ["fps", "onnxruntime fp32", "4"], 1.0),
+    ("engines with the INT8 keyframe graph, l = 4", "24.7 FPS", "2026-12-07-e2e-cpu-amd-epyc.json", ["fps", "onnxruntime int8", "4"], 1.0),
+    ("OpenVINO bf16 on every frame (l = 1)", "11.4 FPS", "2026-12-07-e2e-cpu-amd-epyc.json", ["fps", "per-frame openvino bf16", "1"], 1.0),
+    ("PyTorch eager, every frame a keyframe", "4.3 FPS", "2026-12-07-e2e-cpu-amd-epyc.json", ["fps", "torch", "1"], 1.0),
     ("CamVid test mIoU", "53.2 /", "accuracy-2026-11-25.json", ["camvid", "miou"], 100.0),
     ("CamVid test mIoU", "/ 53.1", "accuracy-2026-11-25.json", ["camvid_onnxruntime_int8", "miou"], 100.0),
     ("CamVid val sequence", "58.2 /", "accuracy-2026-11-25.json", ["camvid_sequence", "rows", "gsvnet", "miou_by_distance", "0"], 100.0),
@@ -80,7 +80,7 @@ def test_each_figure_is_the_recorded_one_and_links_its_record(row_text, printed,
 def test_the_figure_table_says_what_machine():
     header = next(line for line in readme().splitlines() if line.startswith("| measured on"))
     assert "2-core AMD EPYC, no GPU" in header
-    env = json.loads((REPO / "benchmarks/results/2026-12-04-e2e-cpu-amd-epyc.json").read_text())["environment"]
+    env = json.loads((REPO / "benchmarks/results/2026-12-07-e2e-cpu-amd-epyc.json").read_text())["environment"]
     assert env["cpu"] == "AMD EPYC" and env["cores"] == 2 and env["gpu"] is None
 
 
@@ -165,7 +165,7 @@ def test_the_python_example_runs_as_written_and_equals_runtime_infer(shipped_eng
 
 def test_the_default_row_names_what_the_default_run_chose():
     row = next(line for line in readme().splitlines() if line.startswith("|") and "default flags (it measured" in line)
-    runs = json.loads((REPO / "benchmarks/results/2026-12-04-e2e-cpu-amd-epyc.json").read_text())["runs"]["default"]["4"]
+    runs = json.loads((REPO / "benchmarks/results/2026-12-07-e2e-cpu-amd-epyc.json").read_text())["runs"]["default"]["4"]
     chosen = {(r["backend"], r["precision"]) for r in runs}
     assert len(chosen) == 1, f"the default run chose differently between repeats: {chosen}"
     ((backend, precision),) = chosen
