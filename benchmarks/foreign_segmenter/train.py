@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluation.clips import holdout_split, read_video
+from evaluation.metrics import ConfusionMatrix
 from gsvnet import load_checkpoint
 from gsvnet.datasets.camvid import VOID, load_split
 from gsvnet.pretrained import default_checkpoint
@@ -69,16 +70,12 @@ def crops(images: np.ndarray, labels: np.ndarray, count: int, rng: np.random.Gen
 
 
 def camvid_miou(model: ERFNet, frames) -> float:
-    """mIoU (%) of the model's labels against CamVid ground truth over the 11 classes."""
-    conf = np.zeros((VOID, VOID), dtype=np.int64)
+    """mIoU (%) of the model's labels against CamVid ground truth over the 11 classes (void ignored)."""
+    confusion = ConfusionMatrix(VOID, ignore=VOID)
     with torch.no_grad():
         for f in frames:
-            pred = model(normalise(torch.from_numpy(f.image[None]))).argmax(1)[0].numpy()
-            keep = f.label < VOID
-            conf += np.bincount(f.label[keep].astype(np.int64) * VOID + pred[keep], minlength=VOID * VOID).reshape(VOID, VOID)
-    inter = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - inter
-    return float(100 * np.mean(inter[union > 0] / union[union > 0]))
+            confusion.update(f.label, model(normalise(torch.from_numpy(f.image[None]))).argmax(1)[0].numpy())
+    return 100 * confusion.miou()
 
 
 def export_onnx(model: ERFNet, path: Path, size: tuple[int, int]) -> None:
