@@ -7,6 +7,10 @@ import contextlib
 import filecmp
 import io
 import json
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import av
@@ -80,6 +84,33 @@ def fleet_run(fleet_clips, engines, tmp_path_factory) -> Path:
     status, err = run_fleet(*fleet_args(fleet_clips.values(), engines, out_dir))
     assert status == 0, err[-3000:]
     return out_dir
+
+
+class Throttle:
+    """Slow a worker process about tenfold (stopped 90 ms of every 100, by SIGSTOP/SIGCONT), so a
+    test that kills it, or its node, at a progress report finds its short video still running,
+    however loaded the machine is. Ends when the process is gone or ``release`` is called."""
+
+    def __init__(self, pid: int, stopped_s: float = 0.09, running_s: float = 0.01) -> None:
+        self.pid, self._done = pid, threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(stopped_s, running_s), daemon=True)
+        self._thread.start()
+
+    def _loop(self, stopped_s: float, running_s: float) -> None:
+        try:
+            while not self._done.is_set():
+                os.kill(self.pid, signal.SIGSTOP)
+                time.sleep(stopped_s)
+                os.kill(self.pid, signal.SIGCONT)
+                time.sleep(running_s)
+        except ProcessLookupError:
+            pass  # killed: nothing left to slow
+
+    def release(self) -> None:
+        self._done.set()
+        self._thread.join()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGCONT)
 
 
 def summary_rows(out_dir: Path) -> dict[str, dict]:

@@ -15,7 +15,7 @@ from benchmarks.clips import cut_clip
 from tests.requirements import require_module
 from tests.independent import shipped_model
 from tests.runtime.test_independent_reference import assert_matches_reference
-from tests.runtime.fleet.conftest import assert_same_as_infer, fleet_args, partial_files, run_fleet, summary_rows
+from tests.runtime.fleet.conftest import Throttle, assert_same_as_infer, fleet_args, partial_files, run_fleet, summary_rows
 from tests.runtime.videos import write_video
 
 
@@ -60,16 +60,24 @@ def test_fleet_labels_equal_the_independent_reference(fleet_run, fleet_clips):
 
 def test_worker_killed_mid_video_is_replaced_and_its_video_redone(fleet_clips, engines, reference, tmp_path):
     killed: list[tuple[str, int, str]] = []
+    throttled: list[Throttle] = []
 
     def kill_once(event) -> None:
+        if event.kind == "start" and not throttled:  # so its video is still running when it is killed
+            throttled.append(Throttle(event.slot.info["pid"]))
         expected = 24 if event.video == "project" else 30
-        if event.kind == "progress" and not killed and 3 <= event.frames < expected:
+        if event.kind == "progress" and not killed and 3 <= event.frames < expected and throttled \
+                and event.slot.info["pid"] == throttled[0].pid:
             pid = event.slot.info["pid"]
             os.kill(pid, signal.SIGKILL)  # the worker's process, as the OOM killer or a lost node would
             killed.append((event.video, pid, event.slot.name))
 
     out_dir = tmp_path / "out"
-    status, err = run_fleet(*fleet_args(fleet_clips.values(), engines, out_dir), on_event=kill_once)
+    try:
+        status, err = run_fleet(*fleet_args(fleet_clips.values(), engines, out_dir), on_event=kill_once)
+    finally:
+        for throttle in throttled:
+            throttle.release()
     assert killed, "no worker was killed: the test did not exercise anything"
     video, pid, worker = killed[0]
     assert status == 0, err[-3000:]
@@ -150,9 +158,13 @@ def test_node_lost_mid_video_its_video_is_redone_on_another_node(fleet_clips, en
         "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
     second = cluster.add_node(**small)
     lost: list[str] = []
+    throttled: list[Throttle] = []
 
-    def lose_second_node(event) -> None:  # at its first progress report: a late poll under load could otherwise see the video done
-        if event.kind == "progress" and not lost and event.frames >= 1 and event.slot.info["node_id"] == second.node_id:
+    def lose_second_node(event) -> None:
+        on_second = event.slot is not None and event.slot.info.get("node_id") == second.node_id
+        if event.kind == "start" and on_second and not throttled:  # so its short video is still running when the node goes
+            throttled.append(Throttle(event.slot.info["pid"]))
+        if event.kind == "progress" and not lost and event.frames >= 1 and on_second:
             cluster.remove_node(second, allow_graceful=False)  # its raylet and every worker on it are killed
             lost.append(event.video)
 
@@ -161,6 +173,8 @@ def test_node_lost_mid_video_its_video_is_redone_on_another_node(fleet_clips, en
         status, err = run_fleet(*fleet_args(fleet_clips.values(), engines, out_dir, "--address", cluster.address),
                                 on_event=lose_second_node)
     finally:
+        for throttle in throttled:
+            throttle.release()
         cluster.shutdown()
     assert lost, "the second node never ran a video: the test did not exercise anything"
     assert status == 0, err[-3000:]
