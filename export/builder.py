@@ -190,12 +190,6 @@ def build(options: BuildOptions, log: Callable[[str], None] = print) -> Manifest
     calibration = _calibration(options) if int8 else None
     imported = options.keyframe_onnx is not None
     want_trt = not int8 and (options.backend == "tensorrt" or (options.backend == "auto" and tensorrt_available()))
-    if imported and want_trt:
-        if options.backend == "tensorrt":
-            raise BuildError("--keyframe-onnx folders are not compiled to TensorRT yet; use --backend onnx (onnxruntime "
-                             "and OpenVINO run them)")
-        log("--keyframe-onnx: building ONNX graphs only (onnxruntime, OpenVINO; not compiled to TensorRT yet)")
-        want_trt = False
     if options.backend == "tensorrt" and not tensorrt_available():
         raise BuildError(TENSORRT_MISSING)
     if int8 and options.backend == "auto" and tensorrt_available():

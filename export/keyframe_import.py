@@ -254,3 +254,21 @@ def imported_gsvnet(spec: KeyframeImport, names: list[str], palette: list[list[i
         with torch.no_grad():  # the zero-initialised flow head would make every warp an identity
             torch.nn.init.normal_(model.flow.toflow.weight, std=0.05)
     return model
+
+
+def fp16_output_graph(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """The keyframe graph of an imported model for a TensorRT build: the same FP32 computation (the
+    user's model is FP32; TensorRT's strongly typed networks keep it so) with its scores cast to
+    float16 at the end, the type the FP16 propagation engines take (one buffer, one dtype)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    (output,) = out.graph.output
+    inner = f"{output.name}_fp32"
+    for node in out.graph.node:
+        node.output[:] = [inner if name == output.name else name for name in node.output]
+        node.input[:] = [inner if name == output.name else name for name in node.input]
+    out.graph.node.append(onnx.helper.make_node("Cast", [inner], [output.name], to=onnx.TensorProto.FLOAT16,
+                                                name="scores_to_fp16"))
+    output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    onnx.checker.check_model(out)
+    return out

@@ -67,7 +67,7 @@ def engine_entry(stage: str, file: str, sha256: str, graph: Mapping, request: Ma
     return {
         "stage": stage, "file": file, "sha256": sha256,
         "tensorrt": env["tensorrt"], "gpu": env["gpu"], "compute_capability": env["compute_capability"],
-        "precision": "fp16", "typing": settings["typing"],
+        "precision": graph.get("precision", "fp16"), "typing": settings["typing"],
         "onnx": {"file": graph["file"], "sha256": graph["sha256"]},
         "inputs": list(graph["inputs"]), "outputs": list(graph["outputs"]),
         "profile": profile_shapes(graph["inputs"], settings["max_batch"]),
@@ -104,14 +104,59 @@ def export_fp16_graphs(manifest: Manifest, model: Any, log: Callable[[str], None
     def transform(proto, stage):  # the gsvnet nodes, and uint8 labels cast from float (TensorRT's rule)
         return uint8_casts_from_float(custom(proto, stage) if custom else proto)
 
+    imported = bool(data["model"].get("keyframe_import"))  # the keyframe net is the user's ONNX model
     graphs, failures = export_graphs(
         model, manifest.frame_size, folder, precision="fp16", opset=data["opset"], custom_ops=data["custom_ops"],
-        build_key=key, stages=stages, reuse=reuse, transform=transform, log=log)
+        build_key=key, stages=tuple(s for s in stages if not (imported and s == "keyframe")), reuse=reuse,
+        transform=transform, log=log)
     if failures:
         raise BuildError(f"FP16 graphs disagree with the FP32 model beyond tolerance for: {', '.join(failures)} "
                      "(see the lines above); no engine was built")
-    data[FP16_GRAPHS] = graphs
-    return graphs
+    if imported and "keyframe" in stages:
+        graphs["keyframe"] = reuse["keyframe"] if "keyframe" in reuse else imported_fp16_keyframe(manifest, model, log)
+    data[FP16_GRAPHS] = {stage: graphs[stage] for stage in stages}
+    return data[FP16_GRAPHS]
+
+
+def imported_fp16_keyframe(manifest: Manifest, model: Any, log: Callable[[str], None]) -> dict:
+    """``keyframe.fp16.onnx`` of an imported folder: its FP32 keyframe graph (the user's model) with
+    the scores cast to float16 (``keyframe_import.fp16_output_graph``), held in onnxruntime to the
+    FP32 graph on the folder's real verification frames; its manifest entry."""
+    import numpy as np
+    import onnx
+
+    from engine_format.sessions import make_session
+    from engine_format.stages import stage_table
+
+    from .keyframe_import import fp16_output_graph
+    from .verify import FP16_TOL
+
+    folder, fp32 = manifest.folder, manifest.graphs["keyframe"]
+    path, tmp = folder / "keyframe.fp16.onnx", folder / ".keyframe.fp16.onnx.tmp"
+    frames = _verification_frames(manifest)
+    try:
+        onnx.save_model(fp16_output_graph(onnx.load(str(manifest.file(fp32["file"])))), str(tmp))
+        name = fp32["inputs"][0]["name"]
+        want = make_session(manifest.file(fp32["file"])).run(None, {name: frames})[0].astype(np.float64)
+        got = make_session(tmp).run(None, {name: frames})[0]
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    diff, limit = float(np.abs(got.astype(np.float64) - want).max()), FP16_TOL * (1.0 + float(np.abs(want).max()))
+    if got.dtype != np.float16 or not np.isfinite(diff) or diff > limit:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"the imported keyframe graph with FP16 scores differs from its FP32 graph by {diff:.3g} on real "
+                         f"frames (limit {limit:.3g}); no engine was built")
+    tmp.replace(path)
+    log(f"  keyframe: {Path(fp32.get('imported', 'your model')).name} stays FP32 inside its engine (its scores leave "
+        f"in FP16 for the FP16 propagation engines; max |err| {diff:.2e} on {len(frames)} real frames)")
+    stage = stage_table(model.config.num_classes, model.config.radius, manifest.frame_size, "fp16")["keyframe"]
+    return {"file": path.name, "sha256": sha256_file(path), "opset": fp32["opset"], "precision": "fp32-fp16-output",
+            "inputs": [s.to_dict() for s in stage.inputs], "outputs": [s.to_dict() for s in stage.outputs],
+            "custom_op": None, "imported": fp32.get("imported"),
+            "verification": {"reference": fp32["file"], "frames": len(frames), "max_abs": diff, "tolerance": limit,
+                             "ok": True},
+            "build_key": manifest.data["build_key"]}
 
 
 # ---- engines -------------------------------------------------------------------------------------
@@ -253,9 +298,10 @@ class EngineDisagrees(BuildError):
     """A built engine's output differs from the FP32 graph's on real inputs."""
 
 
-def stage_intermediates(model: Any, frames: Any, size: tuple[int, int]) -> dict[str, tuple]:
+def stage_intermediates(model: Any, frames: Any, size: tuple[int, int], keyframe_graph: Path | None = None) -> dict[str, tuple]:
     """Real inputs of every stage (float32 / uint8 numpy): the PyTorch FP32 reference on two real
-    frames at the engine size, the first a keyframe, the second propagated from it."""
+    frames at the engine size, the first a keyframe, the second propagated from it; the keyframe's
+    scores come from ``keyframe_graph`` in onnxruntime when the keyframe net is an imported model."""
     import torch
 
     from gsvnet.stages import stage_functions
@@ -263,7 +309,14 @@ def stage_intermediates(model: Any, frames: Any, size: tuple[int, int]) -> dict[
     fns = stage_functions(size)
     with torch.inference_mode():
         image0, image1 = (torch.from_numpy(frames[k:k + 1]) for k in (0, 1))
-        small0, scores0 = fns["downsample"](model, image0), fns["keyframe"](model, image0)
+        small0 = fns["downsample"](model, image0)
+        if keyframe_graph is not None:
+            from engine_format.sessions import make_session
+
+            session = make_session(keyframe_graph)
+            scores0 = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: frames[:1]})[0])
+        else:
+            scores0 = fns["keyframe"](model, image0)
         small1 = fns["downsample"](model, image1)
         flow = fns["flow"](model, small1, small0)
         warped = fns["warp"](model, scores0, flow)
@@ -443,7 +496,8 @@ def build_tensorrt_engines(manifest: Manifest, model: Any, options: BuildOptions
     log(f"TensorRT engines for {env.describe()} (max batch {options.max_batch}, opt level {options.opt_level}"
         f"{', version-compatible' if options.version_compatible else ''})")
     manifest.data["tensorrt_settings"] = {"version_compatible": bool(options.version_compatible)}
-    intermediates = stage_intermediates(model, _verification_frames(manifest), manifest.frame_size)
+    imported = manifest.file(manifest.graphs["keyframe"]["file"]) if manifest.data["model"].get("keyframe_import") else None
+    intermediates = stage_intermediates(model, _verification_frames(manifest), manifest.frame_size, imported)
     for stage in ENGINE_STAGES:
         graph = graphs[stage]
         fallback = None

@@ -6,6 +6,10 @@ propagation nets only ever see 1/8-grid tensors, which makes end-to-end training
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -38,10 +42,6 @@ class PreparedClip:
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "PreparedClip":
         return PreparedClip(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
 
-    def to(self, device: torch.device | str) -> "PreparedClip":
-        """The same clip with every tensor on ``device`` (training runs there)."""
-        return self._map(lambda t: t.to(device))
-
     def frames(self, index: range) -> "PreparedClip":
         """The frames ``index`` (a contiguous range) of every tensor."""
         return self._map(lambda t: t[index.start : index.stop])
@@ -60,51 +60,129 @@ def keyframe_scores(model: GSVNet, frames: np.ndarray, batch: int = 4) -> tuple[
     return torch.cat(smalls), torch.cat(scores)
 
 
+#: the tensors a prepared clip keeps, in the order of PreparedClip's fields
+PARTS = ("small", "scores", "flow_forward", "flow_reverse")
+
+
+class _ClipWriter:
+    """Appends each part's frames to a raw float32 file in a staging folder as they are computed,
+    so a prepared clip is never held in memory whole; ``finish`` writes meta.json and renames the
+    folder to its final name (no half-written cache is ever taken for a complete one)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.staging = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        self.files = {part: open(self.staging / f"{part}.f32", "wb", buffering=0) for part in PARTS}
+        self.shapes: dict[str, list[int]] = {}
+        self.frames = dict.fromkeys(PARTS, 0)
+
+    def add(self, part: str, values: torch.Tensor | np.ndarray) -> None:
+        """Frames [n,...] of one part."""
+        array = np.ascontiguousarray(values.numpy() if isinstance(values, torch.Tensor) else values, np.float32)
+        shape = list(array.shape[1:])
+        if self.shapes.setdefault(part, shape) != shape:
+            raise ValueError(f"{part} frames changed shape from {self.shapes[part]} to {shape}")
+        view = memoryview(array).cast("B")
+        while view:  # an unbuffered file may take less than asked
+            view = view[self.files[part].write(view):]
+        self.frames[part] += len(array)
+
+    def finish(self, key: dict) -> Path:
+        for f in self.files.values():
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        counts = set(self.frames.values())
+        if len(counts) != 1:
+            raise RuntimeError(f"prepared parts have different frame counts: {self.frames}")
+        meta = {"key": key, "frames": counts.pop(), "shapes": self.shapes, "dtype": "float32"}
+        (self.staging / "meta.json").write_text(json.dumps(meta))
+        if self.folder.exists():
+            shutil.rmtree(self.folder)  # an older preparation under another key
+        self.staging.rename(self.folder)
+        return self.folder
+
+    def discard(self) -> None:
+        for f in self.files.values():
+            f.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _map_clip(folder: Path, key: dict | None) -> PreparedClip | None:
+    """The clip stored in ``folder``, memory-mapped (pages are read as training touches them; the
+    tensors are copy-on-write, never written back), or None if it is absent, incomplete or was
+    prepared under another key (``key`` None: any key)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if key is not None and meta.get("key") != key:
+        return None
+    parts = {}
+    for part in PARTS:
+        shape = (meta["frames"], *meta["shapes"][part])
+        path = folder / f"{part}.f32"
+        if not path.is_file() or path.stat().st_size != 4 * int(np.prod(shape)):
+            return None
+        parts[part] = torch.from_numpy(np.memmap(path, dtype=np.float32, mode="c", shape=shape))
+    return PreparedClip(**parts)
+
+
 def prepare_clip(video: str | Path, size: tuple[int, int], downsample: FrameFunction, scores: FrameFunction,
                  cache: Path | None, key: dict, limit: int | None = None, batch: int = 4) -> PreparedClip:
     """``video``'s 1/8 frames, ``scores`` of every frame and the DIS flows between neighbours,
-    decoded once and streamed ``batch`` frames at a time (only the 1/8-grid tensors are kept, about
-    0.5 MB a frame at 544x960 with 11 classes, not the frames); kept in ``cache`` under ``key`` and
-    reused while the key is the same."""
+    decoded once and streamed ``batch`` frames at a time. Only the 1/8-grid tensors are kept (about
+    0.5 MB a frame at 544x960 with 11 classes: ~54 GB for an hour at 30 FPS), and they go to disk as
+    they are computed: the folder ``cache`` (meta.json and one raw file per tensor), reused while
+    ``key`` is the same, and memory-mapped, so neither preparing nor training holds a long video
+    in memory. Without ``cache`` they go to a temporary folder that is deleted at once (the mapped
+    data stays readable until the clip is dropped)."""
     from evaluation.clips import iter_video
-    from gsvnet.checkpoint import atomic_torch_save
 
-    if cache is not None and cache.is_file():
-        saved = torch.load(cache, map_location="cpu", weights_only=True)
-        if saved.get("key") == key:
+    if cache is not None:
+        cached = _map_clip(cache, key)
+        if cached is not None:
             print(f"using the clip's scores and flows cached in {cache}", flush=True)
-            return PreparedClip(saved["small"], saved["scores"], saved["flow_forward"], saved["flow_reverse"])
+            return cached
+    temporary = Path(tempfile.mkdtemp(prefix="gsvnet-clip-")) if cache is None else None
+    writer = _ClipWriter(cache if cache is not None else temporary / "clip")
     started, grid = time.time(), grid_size(size)
-    smalls, outs, forward, reverse, pending = [], [], [], [], []
+    pending: list[np.ndarray] = []
     previous = None
 
     def flush() -> None:
         chunk = np.stack(pending)
-        smalls.append(downsample(chunk))
-        outs.append(scores(chunk))
+        writer.add("small", downsample(chunk))
+        writer.add("scores", scores(chunk))
         pending.clear()
 
-    with torch.inference_mode():
-        for frame in iter_video(video, size, limit):
-            if previous is None:
-                forward.append(np.zeros((2, *grid), np.float32))
-            else:
-                forward.append(dis_flow(frame, previous, grid))
-                reverse.append(dis_flow(previous, frame, grid))
-            pending.append(frame)
-            previous = frame
-            if len(pending) == batch:
+    try:
+        with torch.inference_mode():
+            for frame in iter_video(video, size, limit):
+                if previous is None:
+                    writer.add("flow_forward", np.zeros((1, 2, *grid), np.float32))
+                else:
+                    writer.add("flow_forward", dis_flow(frame, previous, grid)[None])
+                    writer.add("flow_reverse", dis_flow(previous, frame, grid)[None])
+                pending.append(frame)
+                previous = frame
+                if len(pending) == batch:
+                    flush()
+            if pending:
                 flush()
-        if pending:
-            flush()
-    if previous is None:
-        raise ValueError(f"{video} has no frames")
-    reverse.append(np.zeros((2, *grid), np.float32))
-    clip = PreparedClip(torch.cat(smalls), torch.cat(outs), torch.from_numpy(np.stack(forward)),
-                        torch.from_numpy(np.stack(reverse)))
-    if cache is not None:
-        atomic_torch_save({"key": key, "small": clip.small, "scores": clip.scores, "flow_forward": clip.flow_forward,
-                           "flow_reverse": clip.flow_reverse}, cache)
+        if previous is None:
+            raise ValueError(f"{video} has no frames")
+        writer.add("flow_reverse", np.zeros((1, 2, *grid), np.float32))
+        clip = _map_clip(writer.finish(key), None)
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+    assert clip is not None
     print(f"prepared {len(clip.small)} frames of {video} at {size[0]}x{size[1]} in {time.time() - started:.0f} s"
           + (f" (cached in {cache})" if cache is not None else ""), flush=True)
     return clip

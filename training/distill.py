@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> dict:
     size = tuple(args.size)
     spec, teacher = teacher_graph(args, size)
     device = pick_device(args.device)
-    model = student(spec, Path(args.classes) if args.classes else None, args.seed)
+    model = student(spec, Path(args.classes) if args.classes else None, args.seed).to(device)
     print(f"distilling the propagation nets for {args.teacher_onnx} ({spec.num_classes} classes) on {device}", flush=True)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out
     clips, selection_tails, report_tails, spans = [], [], [], {}
@@ -117,11 +117,11 @@ def run(args: argparse.Namespace) -> dict:
         key = {"video": str(Path(video).resolve()), "size": list(size), "teacher": spec.sha256,
                "import": spec.to_dict(), "limit": args.max_frames}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-        clip = prepare_clip(video, size, lambda x: model.downsample(torch.from_numpy(x)), teacher,
-                            cache_dir / f"teacher-{Path(video).stem}-{digest}.pt", key, args.max_frames)
+        clip = prepare_clip(video, size, lambda x: model.downsample(torch.from_numpy(x).to(device)).cpu(), teacher,
+                            cache_dir / f"teacher-{Path(video).stem}-{digest}", key, args.max_frames)
         train, held = holdout_split(len(clip.small), args.holdout)
         middle = held.start + len(held) // 2
-        clips.append(clip.frames(train).to(device))
+        clips.append(clip.frames(train))  # memory-mapped on the CPU; batches go to the device
         selection_tails.append(clip.frames(range(held.start, middle)))
         report_tails.append(clip.frames(range(middle, held.stop)))
         spans[str(video)] = {"train": [train.start, train.stop], "selection": [held.start, middle],

@@ -205,12 +205,12 @@ def main(argv: list[str] | None = None) -> dict:
     cache_dir = Path(args.cache_dir) if args.cache_dir else out
     clips, held_clips, spans = [], [], {}
     for video in args.videos:
-        clip = keyframe_clip(model, video, tuple(args.size), cache_dir / f"clip-{Path(video).stem}.pt")
+        clip = keyframe_clip(model, video, tuple(args.size), cache_dir / f"clip-{Path(video).stem}")
         if args.max_frames:
             clip = clip.frames(range(0, min(args.max_frames, len(clip.small))))
         train_frames, held = holdout_split(len(clip.small), args.holdout)
-        clips.append(clip.frames(train_frames).to(device))
-        held_clips.append(clip.frames(held).to(device))
+        clips.append(clip.frames(train_frames))  # memory-mapped on the CPU; batches go to the device
+        held_clips.append(clip.frames(held))
         spans[str(video)] = {"train": [train_frames.start, train_frames.stop], "heldout": [held.start, held.stop]}
         print(f"{Path(video).name}: training on frames {train_frames.start}..{train_frames.stop - 1}, "
               f"holding out {held.start}..{held.stop - 1}", flush=True)

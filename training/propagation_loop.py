@@ -53,11 +53,13 @@ def heldout_flow_l1(model: GSVNet, clips: list[PreparedClip]) -> dict[str, float
     """Mean L1 to DIS of the flow net and of zero flow on held-out consecutive pairs (1/8-grid px)."""
     model.eval()
     learned, zero = [], []
+    device = model.mean.device
     with torch.inference_mode():
         for clip in clips:
             for t in range(1, len(clip.small)):
-                target = clip.flow_forward[t]
-                learned.append(float((model.estimate_flow(clip.small[t : t + 1], clip.small[t - 1 : t])[0] - target).abs().mean()))
+                target = clip.flow_forward[t].to(device)
+                pair = clip.small[t - 1 : t + 1].to(device)
+                learned.append(float((model.estimate_flow(pair[1:], pair[:1])[0] - target).abs().mean()))
                 zero.append(float(target.abs().mean()))
     return {"flow_net": float(np.mean(learned)), "zero_flow": float(np.mean(zero))}
 
@@ -95,9 +97,10 @@ class Objective:
 
 
 def clip_batch(clips: list[PreparedClip], length: int, args: argparse.Namespace, rng: np.random.Generator,
-               max_stride: int = 1) -> dict:
-    """Sequences of length+1 frames, forward in time, from one random clip: every s-th frame with
-    s drawn per sequence from 1..max_stride (1: consecutive, as flow pre-training needs)."""
+               device: torch.device, max_stride: int = 1) -> dict:
+    """Sequences of length+1 frames, forward in time, from one random clip, on ``device`` (the
+    clips stay memory-mapped on the CPU): every s-th frame with s drawn per sequence from
+    1..max_stride (1: consecutive, as flow pre-training needs)."""
     clip = clips[int(rng.integers(0, len(clips)))]
     h, w = clip.small.shape[-2:]
     crop = None if args.crop_fraction >= 1.0 else (max(8, int(round(h * args.crop_fraction))), max(8, int(round(w * args.crop_fraction))))
@@ -105,7 +108,8 @@ def clip_batch(clips: list[PreparedClip], length: int, args: argparse.Namespace,
     strides = rng.integers(1, max_stride + 1, size=args.batch_size) if max_stride > 1 else np.ones(args.batch_size, int)
     starts = rng.integers(0, len(clip.small) - strides * length, size=args.batch_size)
     flip = rng.random(args.batch_size) < 0.5
-    return sample_sequences(clip, starts, length, np.zeros(args.batch_size, bool), flip, crop, rng, strides)
+    batch = sample_sequences(clip, starts, length, np.zeros(args.batch_size, bool), flip, crop, rng, strides)
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def synthetic_batch(model: GSVNet, stills: list[LabelledFrame], length: int, args: argparse.Namespace,
@@ -146,7 +150,7 @@ def pretrain_flow(model: GSVNet, clips: list[PreparedClip], stills: list[Labelle
     for step in bar:
         set_lr(optimizer, poly_lr(args.flow_lr, step, args.flow_steps, warmup_steps=50))
         synthetic = bool(stills) and rng.random() < args.synthetic
-        batch = synthetic_batch(model, stills, 1, args, rng, keyframe=False) if synthetic else clip_batch(clips, 1, args, rng)
+        batch = synthetic_batch(model, stills, 1, args, rng, keyframe=False) if synthetic else clip_batch(clips, 1, args, rng, model.mean.device)
         flow = model.estimate_flow(batch["small"][:, 1], batch["small"][:, 0])
         loss = F.l1_loss(flow, batch["flow"][:, 1])
         optimizer.zero_grad(set_to_none=True)
@@ -171,7 +175,7 @@ def pretrain_intra(model: GSVNet, clips: list[PreparedClip], stills: list[Labell
             batch = synthetic_batch(model, stills, 0, args, rng, keyframe=False)
             loss = objective.ce(model.intra_scores(batch["small"][:, 0]), batch["labels"][:, 0])
         else:
-            batch = clip_batch(clips, 0, args, rng)
+            batch = clip_batch(clips, 0, args, rng, model.mean.device)
             loss = objective.kl(model.intra_scores(batch["small"][:, 0]), batch["scores"][:, 0])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -225,7 +229,7 @@ def train_end_to_end(model: GSVNet, clips: list[PreparedClip], stills: list[Labe
         length = args.max_interval if args.lengths == "max" else int(rng.integers(1, args.max_interval + 1))
         synthetic = bool(stills) and rng.random() < args.synthetic
         batch = (synthetic_batch(model, stills, length, args, rng) if synthetic
-                 else clip_batch(clips, length, args, rng, args.clip_stride))
+                 else clip_batch(clips, length, args, rng, model.mean.device, args.clip_stride))
         loss = sequence_loss(model, batch, objective, length, synthetic, shares)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

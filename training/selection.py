@@ -26,15 +26,16 @@ class CachedStepper:
 
     def __init__(self, model: GSVNet, small: torch.Tensor, scores: torch.Tensor) -> None:
         self.model, self.small, self.scores = model, small, scores
+        self.device = model.mean.device  # the tensors may stay on the CPU (memory-mapped): frames move one at a time
 
     def keyframe_step(self, index: np.ndarray) -> PropagationState:
         t = int(index[0])
-        return PropagationState(self.scores[t : t + 1], self.small[t : t + 1])
+        return PropagationState(self.scores[t : t + 1].to(self.device), self.small[t : t + 1].to(self.device))
 
     def propagation_step(self, state: PropagationState, index: np.ndarray) -> PropagationState:
         t = int(index[0])
         with torch.inference_mode():
-            small = self.small[t : t + 1]
+            small = self.small[t : t + 1].to(self.device)
             return PropagationState(self.model.propagate(state.scores, state.small, small), small)
 
     def labels(self, state: PropagationState, size: tuple[int, int]) -> np.ndarray:

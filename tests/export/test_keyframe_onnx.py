@@ -194,3 +194,46 @@ def test_evaluation_video_measures_an_imported_folder_against_its_own_model(fore
     assert speed["rounds"] == 2 and set(speed["fps"]) == {"1", "2"} and min(speed["fps"].values()) > 0
     assert speed["vs_every_frame"]["1"] == 1.0
     assert speed["vs_every_frame"]["2"] == pytest.approx(speed["fps"]["2"] / speed["fps"]["1"])
+
+
+def test_an_imported_folder_compiles_to_engines_held_to_the_users_model(foreign, foreign_engines, monkeypatch, tmp_path):
+    """The TensorRT build of an imported folder, with stand-ins for TensorRT's own calls (a "plan"
+    runs its ONNX file in onnxruntime; tests/export/test_tensorrt_build.py): every stage gets an
+    engine; the keyframe engine's graph is the user's FP32 model with FP16 scores out (the type the
+    FP16 propagation engines take), equal to the model within FP16 rounding on real frames; a
+    keyframe engine that disagrees with the user's model is refused and never listed."""
+    import shutil
+
+    from engine_format.compat import ENGINE_STAGES
+    from engine_format.manifest import read_manifest
+    from engine_format.sessions import make_session
+    from engine_format.verification_set import engine_frames, read_verification_set
+    from export.build_errors import BuildError
+    from tests.export.test_tensorrt_build import _build_with_fakes
+
+    def folder(name: str):
+        copy = tmp_path / name
+        shutil.copytree(foreign_engines, copy)
+        return read_manifest(copy), load_checkpoint(copy / "model.pt")[0].eval()
+
+    lines: list[str] = []
+    built = _build_with_fakes(monkeypatch, folder("ok"), set(), lines.append)
+    assert set(built.engines) == set(ENGINE_STAGES)
+    graph = built.data["graphs_fp16"]["keyframe"]
+    assert graph["precision"] == built.engines["keyframe"]["precision"] == "fp32-fp16-output"
+    assert graph["outputs"][0]["dtype"] == "float16" and built.engines["keyframe"]["outputs"][0]["dtype"] == "float16"
+    assert any("stays FP32 inside its engine" in line for line in lines), lines
+    # the FP16-output graph against the user's own model (torch, not our graphs), on the real frames
+    net, _ = foreign
+    frames = engine_frames(read_verification_set(built.file(built.data["verification"]["file"]))["frames"], ENGINE_SIZE)
+    got = make_session(built.file(graph["file"])).run(None, {graph["inputs"][0]["name"]: frames})[0]
+    want = make_session(built.file(built.graphs["keyframe"]["file"])).run(None, {graph["inputs"][0]["name"]: frames})[0]
+    assert got.dtype == np.float16 and float(np.abs(want).max()) > 0.1
+    assert np.abs(got.astype(np.float64) - want).max() <= 1e-3 * (1 + np.abs(want).max())
+    own = np.stack([reference_labels(net, f) for f in frames])
+    upsampled = F.interpolate(torch.from_numpy(got.astype(np.float32)), size=ENGINE_SIZE, mode="bilinear", align_corners=False)
+    assert float((upsampled.argmax(dim=1).numpy() == own).mean()) > 0.97
+
+    with pytest.raises(BuildError, match="keyframe"):
+        _build_with_fakes(monkeypatch, folder("bad"), {"keyframe"})
+    assert "keyframe" not in read_manifest(tmp_path / "bad").engines
