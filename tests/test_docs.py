@@ -219,7 +219,7 @@ def test_own_segmenter_measurement_is_the_recorded_result():
 def test_erfnet_measurement_is_the_recorded_result():
     """docs/own-segmenter.md's ERFNet table is the JSON it links, clip by clip."""
     text = _section((DOCS / "own-segmenter.md").read_text(), "Measured with a published architecture: ERFNet on the two highway clips")
-    record = "2026-12-07-erfnet-video.json"
+    record = "2026-12-07-erfnet-video-e2e.json"
     assert f"](../benchmarks/results/{record})" in text
     data = json.loads((REPO / "benchmarks" / "results" / record).read_text())
     rows = {(cells[0], cells[1]): cells for cells in _table_rows(text)}

@@ -25,6 +25,15 @@ def _cuda_gpu() -> str | None:
     return None
 
 
+def _imported_reason(manifest: Manifest) -> str | None:
+    """Why torch-cuda cannot run a folder whose keyframe net is an imported ONNX model (it runs the
+    PyTorch modules on the GPU, and that model is only a graph)."""
+    if manifest.model.get("keyframe_import"):
+        return ("its keyframe net is an imported ONNX model, which torch-cuda does not run; use --backend tensorrt "
+                "or onnxruntime-cuda")
+    return None
+
+
 def _torch_cuda_reason() -> str | None:
     """torch sees a GPU, has kernels for its architecture, and our CUDA kernels load on it."""
     if (why := _cuda_gpu()) is not None:
@@ -242,7 +251,7 @@ def _always(manifest: Manifest) -> str | None:
 #: the first-use verification (the PyTorch reference last, when nothing faster can be trusted)
 REGISTRY: dict[str, BackendEntry] = {e.name: e for e in (
     BackendEntry("tensorrt", _tensorrt_reason, _tensorrt, gpu=True, precision_reason=_gpu_precision),
-    BackendEntry("torch-cuda", lambda m: _torch_cuda_reason(), _torch_cuda, gpu=True, precision_reason=_gpu_precision),
+    BackendEntry("torch-cuda", lambda m: _imported_reason(m) or _torch_cuda_reason(), _torch_cuda, gpu=True, precision_reason=_gpu_precision),
     BackendEntry("onnxruntime-cuda", lambda m: gpu_checks.onnxruntime_cuda_reason(), _onnxruntime_device, gpu=True,
                  precision_reason=_gpu_precision),
     BackendEntry("onnxruntime", _always, _onnxruntime, gpu=False),

@@ -237,3 +237,14 @@ def test_an_imported_folder_compiles_to_engines_held_to_the_users_model(foreign,
     with pytest.raises(BuildError, match="keyframe"):
         _build_with_fakes(monkeypatch, folder("bad"), {"keyframe"})
     assert "keyframe" not in read_manifest(tmp_path / "bad").engines
+
+
+def test_torch_cuda_refuses_an_imported_folder_in_one_line(foreign_engines, shipped_engines):
+    """torch-cuda runs PyTorch modules, and an imported keyframe net is only a graph: it says so
+    before it looks for a GPU (the shipped folder gets the GPU's reason, or none)."""
+    from engine_format.manifest import read_manifest
+    from runtime.backends import unavailable_reason
+
+    why = unavailable_reason("torch-cuda", read_manifest(foreign_engines))
+    assert why is not None and why.startswith("its keyframe net is an imported ONNX model") and "tensorrt" in why
+    assert "imported" not in (unavailable_reason("torch-cuda", read_manifest(shipped_engines)) or "")

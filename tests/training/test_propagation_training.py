@@ -128,7 +128,7 @@ def test_end_to_end_training_on_a_tiny_clip(tmp_path, rng):
     assert meta["selection"]["score"] == max(h["score"] for h in history) == summary["selected"]["score"]
     assert set(history[-1]["gsvnet"]["miou_by_distance"]) == {"0", "1", "2", "3"}
     assert json.loads((tmp_path / "p" / "summary.json").read_text())["variant"] == "full"
-    assert (tmp_path / "p" / f"clip-{video.stem}.pt").is_file()  # the prepared clip is cached
+    assert (tmp_path / "p" / f"clip-{video.stem}" / "meta.json").is_file()  # the prepared clip is cached (on disk)
 
 
 def test_student_with_a_wider_intra_net_keeps_every_other_weight():
