@@ -6,6 +6,7 @@ propagation nets only ever see 1/8-grid tensors, which makes end-to-end training
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -72,11 +73,22 @@ class _ClipWriter:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.staging = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir(parents=True)
-        self.files = {part: open(self.staging / f"{part}.f32", "wb", buffering=0) for part in PARTS}
+        self.files: dict = {}
         self.shapes: dict[str, list[int]] = {}
         self.frames = dict.fromkeys(PARTS, 0)
+        with self._disk():
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging.mkdir(parents=True)
+            self.files = {part: open(self.staging / f"{part}.f32", "wb", buffering=0) for part in PARTS}
+
+    @contextlib.contextmanager
+    def _disk(self) -> Iterator[None]:
+        """A write that fails (disk full, no permission) ends the run in one line naming the folder."""
+        try:
+            yield
+        except OSError as e:
+            raise SystemExit(f"error: cannot write the prepared clip to {self.folder} ({e.strerror or e}); free space "
+                             "there or pass --cache-dir on another disk") from None
 
     def add(self, part: str, values: torch.Tensor | np.ndarray) -> None:
         """Frames [n,...] of one part."""
@@ -85,23 +97,24 @@ class _ClipWriter:
         if self.shapes.setdefault(part, shape) != shape:
             raise ValueError(f"{part} frames changed shape from {self.shapes[part]} to {shape}")
         view = memoryview(array).cast("B")
-        while view:  # an unbuffered file may take less than asked
-            view = view[self.files[part].write(view):]
+        with self._disk():
+            while view:  # an unbuffered file may take less than asked
+                view = view[self.files[part].write(view):]
         self.frames[part] += len(array)
 
     def finish(self, key: dict) -> Path:
-        for f in self.files.values():
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
         counts = set(self.frames.values())
         if len(counts) != 1:
             raise RuntimeError(f"prepared parts have different frame counts: {self.frames}")
         meta = {"key": key, "frames": counts.pop(), "shapes": self.shapes, "dtype": "float32"}
-        (self.staging / "meta.json").write_text(json.dumps(meta))
-        if self.folder.exists():
-            shutil.rmtree(self.folder)  # an older preparation under another key
-        self.staging.rename(self.folder)
+        with self._disk():
+            for f in self.files.values():
+                os.fsync(f.fileno())
+                f.close()
+            (self.staging / "meta.json").write_text(json.dumps(meta))
+            if self.folder.exists():
+                shutil.rmtree(self.folder)  # an older preparation under another key
+            self.staging.rename(self.folder)
         return self.folder
 
     def discard(self) -> None:

@@ -106,3 +106,21 @@ def test_a_clip_that_fails_midway_leaves_no_cache(rng, tmp_path):
     clip = prepare_clip(video, (64, 96), small, scores, None, {"v": 1}, batch=4)
     assert set(Path(tempfile.gettempdir()).glob("gsvnet-clip-*")) == before
     assert clip.scores.shape == (6, 1, 8, 12) and float(clip.scores.abs().sum()) > 0
+
+
+def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_cache(rng, tmp_path, monkeypatch):
+    """The prepared parts written to /dev/full (the kernel's ENOSPC on every write): the run ends
+    with one line naming the folder and the fix, and no cache or staging folder is left."""
+    import training.clip as clip_module
+
+    video = write_video(tmp_path / "moving.mp4", moving_texture(rng, 6, (64, 96), dx=8))
+    cache = tmp_path / "clip"
+    monkeypatch.setattr(clip_module, "open", lambda path, mode, buffering: open("/dev/full", mode, buffering=buffering),
+                        raising=False)
+    small, scores = _clip_functions([])
+    with pytest.raises(SystemExit) as info:
+        prepare_clip(video, (64, 96), small, scores, cache, {"v": 1}, batch=4)
+    line = str(info.value)
+    assert line.startswith(f"error: cannot write the prepared clip to {cache} (No space left on device)")
+    assert "--cache-dir" in line and "\n" not in line
+    assert not cache.exists() and not list(tmp_path.glob(".clip*"))
